@@ -1,0 +1,76 @@
+"""The one console script, `signstream`.
+
+Serving commands live here. Training commands live in `training/cli.py` and are mounted lazily:
+their module is imported only when one of them runs, so nothing of training (or torch) loads
+when serving.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+import typer
+from typer.core import TyperGroup
+
+# name → ("module:typer_app", short help). A lazy app with one command becomes that command.
+LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "data": ("training.cli:data_app", "Build, lift and preview training corpora."),
+}
+
+
+class LazyGroup(TyperGroup):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(LAZY_COMMANDS))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in LAZY_COMMANDS:
+            module, _, attr = LAZY_COMMANDS[name][0].partition(":")
+            sub = getattr(importlib.import_module(module), attr)
+            cmd = typer.main.get_command(sub)
+            cmd.name = name
+            return cmd
+        return super().get_command(ctx, name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # List lazy commands by their short help without importing them.
+        rows = []
+        for name in self.list_commands(ctx):
+            if name in LAZY_COMMANDS:
+                rows.append((name, LAZY_COMMANDS[name][1]))
+            else:
+                cmd = super().get_command(ctx, name)
+                if cmd is not None and not cmd.hidden:
+                    rows.append((name, cmd.get_short_help_str(limit=formatter.width)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+app = typer.Typer(cls=LazyGroup, no_args_is_help=True, rich_markup_mode=None,
+                  help="SignStream: live text to sign language, signed by a 3D avatar.")
+
+
+@app.callback()
+def main() -> None:
+    """SignStream: live text to sign language, signed by a 3D avatar."""
+
+
+@app.command("config-check")
+def config_check(config: str = typer.Option(None, "--config", help="config file (default: the repository's config.toml)")) -> None:
+    """Load and validate a config file; print it as the server will use it."""
+    from dataclasses import asdict
+    import json
+
+    from server.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        typer.echo(f"error [{exc.code}]: {exc.message}", err=True)
+        raise typer.Exit(2)
+    typer.echo(json.dumps(asdict(cfg), indent=2))
+
+
+if __name__ == "__main__":
+    app()
