@@ -1,0 +1,73 @@
+"""The bundled corpus, built for real from the lexicon recordings and word lists."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+from engines.formats.prompt2sign import read_split
+from training.corpus import SPLITS
+
+
+def test_small_corpus_has_disjoint_splits_and_prompt2sign_files(small_corpus):
+    manifest = json.loads((small_corpus / "manifest.json").read_text())
+    assert set(manifest["languages"]) == {"ase", "fsl", "gsg"}
+    assert manifest["provenance"]["poses"]["licence"] and manifest["provenance"]["words"]["licence"]
+    for lang in ("ase", "fsl", "gsg"):
+        words = {}
+        for split in SPLITS:
+            lines = (small_corpus / lang / f"{split}.skels").read_text().splitlines()
+            for line in lines:
+                values = np.array(line.split(), dtype=float)
+                assert len(values) % 151 == 0
+                assert values.reshape(-1, 151)[-1, -1] == 1.0
+            words[split] = set((small_corpus / lang / f"{split}.text").read_text().splitlines())
+            assert len(words[split]) == len(lines) == manifest["languages"][lang]["counts"][split]
+        assert not (words["train"] & words["dev"]) and not (words["train"] & words["test"]) and not (words["dev"] & words["test"])
+        assert sum(len(w) for w in words.values()) == 50
+        assert len(words["train"]) > len(words["test"])
+    # fsl spells with the ase recordings: a word in both sits in the same split in both.
+    split_of = {lang: {w: s for s in SPLITS for w in (small_corpus / lang / f"{s}.text").read_text().splitlines()}
+                for lang in ("ase", "fsl")}
+    shared = set(split_of["ase"]) & set(split_of["fsl"])
+    assert all(split_of["ase"][w] == split_of["fsl"][w] for w in shared)
+
+
+def test_corpus_records_read_back_with_glosses(small_corpus):
+    recs = read_split(small_corpus / "gsg", "train")
+    assert recs and all(r.gloss.startswith("<gsg> FS:") for r in recs)
+    r = recs[0]
+    assert r.name == f"gsg/{r.text}" and len(r.gloss.split(":")[1].split("-")) <= len(r.text)
+    assert len(r.sequence) > 10 and r.sequence.fps == 25.0
+
+
+def test_build_is_deterministic_for_a_seed(small_corpus, tmp_path):
+    from training.corpus import build_corpus
+
+    build_corpus(tmp_path, ["gsg"], words_per_lang=50, seed=7, workers=1)
+    assert (tmp_path / "gsg" / "test.text").read_text() == (small_corpus / "gsg" / "test.text").read_text()
+    assert (tmp_path / "gsg" / "test.skels").read_text() == (small_corpus / "gsg" / "test.skels").read_text()
+
+
+def test_cli_builds_and_previews(tmp_path):
+    cli = [sys.executable, "-m", "server.cli"]
+    run = subprocess.run(cli + ["data", "build", "--out", str(tmp_path / "c"), "--langs", "ukl", "--words-per-lang", "5"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "c" / "ukl" / "train.skels").exists()
+    bad = subprocess.run(cli + ["data", "build", "--out", str(tmp_path / "d"), "--langs", "xxx"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "unknown sign language(s) xxx" in bad.stderr
+    skels = next(p for p in (tmp_path / "c" / "ukl").glob("*.skels") if p.read_text())
+    gif = tmp_path / "p.gif"
+    run = subprocess.run(cli + ["data", "preview", str(skels), "-o", str(gif)], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    import av
+
+    with av.open(str(gif)) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(frames) > 10 and frames[0].shape == (512, 512, 3)
+    assert (frames[0] < 200).any()  # the skeleton is drawn
+    assert any(not np.array_equal(frames[0], f) for f in frames[1:])  # and it moves
+    bad = subprocess.run(cli + ["data", "preview", str(skels), "-o", str(tmp_path / "p.avi")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "bad_argument" in bad.stderr
