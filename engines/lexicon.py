@@ -82,6 +82,7 @@ class Entry:
     path: Path
     spoken_language: str
     signed_language: str
+    gloss: str = ""
 
 
 @dataclass
@@ -116,9 +117,9 @@ class Alphabet:
         return out
 
 
-def load_alphabets(lexicon_dir: str | Path | None = None) -> dict[str, Alphabet]:
-    """Read a lexicon's index.csv; every entry whose `words` is one letter or digraph is a letter."""
-    root = Path(lexicon_dir) if lexicon_dir is not None else bundled_lexicon_dir()
+def read_index(lexicon_dir: str | Path) -> list[tuple[Entry, int]]:
+    """Every row of a lexicon's index.csv as (entry, priority), checked."""
+    root = Path(lexicon_dir)
     index = root / "index.csv"
     try:
         with open(index, newline="", encoding="utf-8") as f:
@@ -128,22 +129,37 @@ def load_alphabets(lexicon_dir: str | Path | None = None) -> dict[str, Alphabet]
             rows = list(reader)
     except FileNotFoundError:
         raise LexiconError(f"{index}: no such file") from None
-    alphabets: dict[str, Alphabet] = {}
-    best: dict[tuple[str, str], int] = {}
+    out = []
     for lineno, row in enumerate(rows, 2):
-        lang, letter = row["signed_language"], row["words"]
-        if not lang or not letter or not row["path"]:
+        lang, words = row["signed_language"], row["words"]
+        if not lang or not words or not row["path"]:
             raise LexiconError(f"{index}: line {lineno}: empty signed_language, words or path")
         try:
             priority = int(row["priority"] or 0)
         except ValueError:
             raise LexiconError(f"{index}: line {lineno}: priority {row['priority']!r} is not a number") from None
-        alpha = alphabets.setdefault(lang, Alphabet(lang, row["spoken_language"]))
-        key = fold(letter)
-        if (lang, key) in best and best[(lang, key)] <= priority:
-            continue  # lower priority number wins; the first of equals stays
-        best[(lang, key)] = priority
-        alpha.letters[key] = Entry(unicodedata.normalize("NFC", letter), root / row["path"], row["spoken_language"], lang)
+        name = unicodedata.normalize("NFC", words)
+        out.append((Entry(name, root / row["path"], row["spoken_language"], lang, row["glosses"] or name), priority))
+    return out
+
+
+def best_entries(rows: list[tuple[Entry, int]]) -> dict[tuple[str, str], Entry]:
+    """(signed language, folded words) → the entry with the lowest priority number (first of equals)."""
+    best: dict[tuple[str, str], tuple[Entry, int]] = {}
+    for entry, priority in rows:
+        key = (entry.signed_language, fold(entry.name))
+        if key not in best or priority < best[key][1]:
+            best[key] = (entry, priority)
+    return {k: e for k, (e, _) in best.items()}
+
+
+def load_alphabets(lexicon_dir: str | Path | None = None) -> dict[str, Alphabet]:
+    """The manual alphabets of a fingerspelling lexicon: each entry is a letter or digraph."""
+    root = Path(lexicon_dir) if lexicon_dir is not None else bundled_lexicon_dir()
+    alphabets: dict[str, Alphabet] = {}
+    for (lang, key), entry in best_entries(read_index(root)).items():
+        alpha = alphabets.setdefault(lang, Alphabet(lang, entry.spoken_language))
+        alpha.letters[key] = entry
     return alphabets
 
 
