@@ -16,6 +16,8 @@ from typer.core import TyperGroup
 # name → ("module:typer_app", short help). A lazy app with one command becomes that command.
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("training.cli:data_app", "Build, lift and preview training corpora."),
+    "train": ("training.train_cli:train_app", "Train a SignLLM model from a TOML config."),
+    "eval": ("training.train_cli:eval_app", "Evaluate a SignLLM checkpoint (DTW-MJE, JSON)."),
 }
 
 
@@ -70,6 +72,35 @@ def config_check(config: str = typer.Option(None, "--config", help="config file 
         typer.echo(f"error [{exc.code}]: {exc.message}", err=True)
         raise typer.Exit(2)
     typer.echo(json.dumps(asdict(cfg), indent=2))
+
+
+def _config(path: str | None):
+    from server.config import ConfigError, load_config
+
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        typer.echo(f"error [{exc.code}]: {exc.message}", err=True)
+        raise typer.Exit(2)
+
+
+@app.command("serve")
+def serve(config: str = typer.Option(None, "--config", help="config file (default: the repository's config.toml)"),
+          host: str = typer.Option(None, "--host", help="override server.host"),
+          port: int = typer.Option(None, "--port", help="override server.port (0: any free port)")) -> None:
+    """Serve /ws, /offer, the client pages, /healthz and /metrics on one port."""
+    import asyncio
+    import logging
+
+    from server.app import serve as run_server
+
+    cfg = _config(config)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def ready(bound_host: str, bound_port: int) -> None:
+        typer.echo(f"listening on http://{bound_host}:{bound_port}", err=True)
+
+    asyncio.run(run_server(cfg, host or cfg.server.host, cfg.server.port if port is None else port, ready))
 
 
 if __name__ == "__main__":

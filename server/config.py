@@ -59,12 +59,55 @@ class CorpusSection:
 
 
 @dataclass
+class LiveSection:
+    """The live pipeline: motion timeline and backlog policy (see docs/live.md)."""
+
+    default_language: str = "ase"
+    lookahead_s: float = 0.5
+    transition_s: float = 0.2
+    rest_transition_s: float = 0.4
+    hold_s: float = 0.3
+    speedup_after_s: float = 3.0
+    max_speedup: float = 1.5
+    text_after_s: float = 10.0
+    word_seconds: float = 1.2
+    outbox_frames: int = 50
+    shutdown_grace_s: float = 5.0
+
+
+@dataclass
+class SegmenterSection:
+    """When caption text becomes a translation unit."""
+
+    pause_s: float = 0.4
+    max_wait_s: float = 2.5
+    remembered_captions: int = 32
+
+
+@dataclass
+class LimitsSection:
+    """Security and limits for /ws and /offer."""
+
+    token: str = ""
+    allowed_origins: list[str] = field(default_factory=list)
+    max_sessions: int = 256
+    max_message_bytes: int = 65536
+    max_caption_chars: int = 2000
+    message_rate: float = 20.0
+    message_burst: int = 40
+    idle_timeout_s: float = 300.0
+
+
+@dataclass
 class Config:
     server: ServerSection = field(default_factory=ServerSection)
     engine: EngineSection = field(default_factory=EngineSection)
     avatar: AvatarSection = field(default_factory=AvatarSection)
     video: VideoSection = field(default_factory=VideoSection)
     corpus: CorpusSection = field(default_factory=CorpusSection)
+    live: LiveSection = field(default_factory=LiveSection)
+    segmenter: SegmenterSection = field(default_factory=SegmenterSection)
+    limits: LimitsSection = field(default_factory=LimitsSection)
 
     def resolve(self, relative: str) -> Path:
         """A path from the config, relative to the repository root unless absolute."""

@@ -1,0 +1,89 @@
+"""The one task that ticks the shared Scheduler for every session.
+
+It ticks on demand: whenever a session with a live unit has less than its lookahead of frames
+buffered, so frames are produced ahead of each session's playhead (faster than real time when
+backlogged) and the sessions' own frame clocks pace delivery. One tick serves every live unit of
+every session in one batched call per backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Protocol
+
+from engines.engine import Scheduler, Segment, UnitFrame
+from server.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+class Owner(Protocol):
+    """What a session offers the engine loop."""
+
+    id: int
+
+    def needs_frames(self) -> bool: ...
+    def on_frame(self, unit: int, frame: UnitFrame) -> None: ...
+    def on_ended(self, unit: int) -> None: ...
+    def on_failed(self, unit: int, reason: str) -> None: ...
+
+
+class EngineLoop:
+    def __init__(self, scheduler: Scheduler, metrics: Metrics) -> None:
+        self.scheduler = scheduler
+        self.metrics = metrics
+        self._owners: dict[str, tuple[Owner, int]] = {}
+        self._wake = asyncio.Event()
+
+    @property
+    def languages(self) -> frozenset[str]:
+        return self.scheduler.languages
+
+    def submit(self, owner: Owner, unit: int, text: str, language: str) -> list[Segment]:
+        key = f"{owner.id}:{unit}"
+        segments = self.scheduler.submit(key, text, language)
+        self._owners[key] = (owner, unit)
+        self._wake.set()
+        return segments
+
+    def cancel(self, owner: Owner, unit: int) -> bool:
+        key = f"{owner.id}:{unit}"
+        self._owners.pop(key, None)
+        return self.scheduler.cancel(key)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._owners and any(o.needs_frames() for o, _ in self._owners.values()):
+                self._tick()
+                await asyncio.sleep(0)  # let frames go out between ticks
+
+    def _tick(self) -> None:
+        start = time.perf_counter()
+        try:
+            frames, ended = self.scheduler.tick()
+        except Exception as exc:  # a broken backend fails its units, not the server
+            log.exception("scheduler tick failed")
+            for key, (owner, unit) in list(self._owners.items()):
+                self.scheduler.cancel(key)
+                del self._owners[key]
+                owner.on_failed(unit, f"engine failed: {type(exc).__name__}: {exc}")
+            return
+        self.metrics.step.observe(time.perf_counter() - start)
+        for f in frames:
+            got = self._owners.get(f.unit_id)
+            if got is None:
+                continue
+            if f.unit_done:
+                del self._owners[f.unit_id]
+            got[0].on_frame(got[1], f)
+        for key in ended:
+            got = self._owners.pop(key, None)
+            if got is not None:
+                got[0].on_ended(got[1])

@@ -1,0 +1,204 @@
+"""The motion timeline of one session: the rest pose, transitions, playback speed, the frame order.
+
+The engine pushes frames into a session's timeline as fast as it produces them (ahead of time);
+the session's frame clock pulls one output frame per period with `next()`. Between units the
+timeline eases from the last frame into the next unit; when there is nothing to sign it holds
+the last frame briefly, then eases back to the rest pose. Playback can run faster than real time
+(backlog policy): `speed` frames of the buffer are consumed per output frame, interpolated.
+
+Events (unit status messages) ride on the frame after which they happen, so a unit's status
+leaves right after its last frame, and statuses keep the order of the units.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import numpy as np
+
+from engines.formats.posefile import read_pose
+from engines.lexicon import load_alphabets
+from engines.sequence import PoseSequence, concatenate
+from engines.skeleton import (
+    L_ELBOW,
+    L_SHOULDER,
+    L_WRIST,
+    LEFT_HAND_SLICE,
+    NUM_JOINTS,
+    R_ELBOW,
+    R_SHOULDER,
+    R_WRIST,
+    RIGHT_HAND_SLICE,
+    bone_lengths,
+    LIMBS,
+)
+from server.protocol import Message, PoseFrame
+
+# The recording the rest pose is derived from: ASL "B" (a flat hand), signed with the right hand
+# while the left arm hangs at rest.
+REST_SOURCE = ("ase", "b")
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v)
+
+
+def _rotation(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """The rotation matrix turning direction `src` onto direction `dst` (Rodrigues)."""
+    a, b = _unit(src), _unit(dst)
+    v, c = np.cross(a, b), float(np.dot(a, b))
+    if c < -1 + 1e-9:  # opposite: half a turn about any axis orthogonal to a
+        axis = _unit(np.cross(a, [1.0, 0.0, 0.0]) if abs(a[0]) < 0.9 else np.cross(a, [0.0, 1.0, 0.0]))
+        return 2 * np.outer(axis, axis) - np.eye(3)
+    k = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
+    return np.eye(3) + k + k @ k / (1 + c)
+
+
+@lru_cache(maxsize=1)
+def rest_pose() -> tuple[np.ndarray, np.ndarray]:
+    """A neutral pose, both arms down, in canonical space: (points (50, 3), confidence (50,)).
+
+    Derived once from a real recording (REST_SOURCE): head and shoulders are its median frame;
+    arm bone lengths are its median right-arm lengths; both upper arms hang along the direction
+    of the recording's resting left upper arm (mirrored for the right); forearms hang straight
+    with the hands a little in front of the body; each hand is the recording's flat right hand,
+    turned fingers-down with the palm towards the body (mirrored for the left hand).
+    """
+    entry = load_alphabets()[REST_SOURCE[0]].letters[REST_SOURCE[1]]
+    seq = read_pose(entry.path).trim()
+    pts, conf = seq.frames, seq.confidence
+    seen = conf > 0
+    median = np.array([np.median(pts[seen[:, j], j], axis=0) if seen[:, j].any() else np.zeros(3)
+                       for j in range(NUM_JOINTS)], dtype=np.float64)
+    lengths = {}
+    for i, (p, c) in enumerate(LIMBS):
+        both = seen[:, p] & seen[:, c]
+        lengths[(p, c)] = float(np.median(bone_lengths(pts[both])[:, i])) if both.any() else 0.0
+    upper, fore = lengths[(R_SHOULDER, R_ELBOW)], lengths[(R_ELBOW, R_WRIST)]
+    hang = _unit(median[L_ELBOW] - median[L_SHOULDER])  # the resting left upper arm
+    out = median.copy()
+    for shoulder, elbow, wrist, side in ((L_SHOULDER, L_ELBOW, L_WRIST, 1.0), (R_SHOULDER, R_ELBOW, R_WRIST, -1.0)):
+        direction = hang * np.array([side, 1.0, 1.0])
+        out[elbow] = out[shoulder] + upper * _unit(direction * np.array([1.0, 1.0, 0.0]))
+        out[wrist] = out[elbow] + fore * _unit(np.array([0.0, -1.0, 0.35]))
+    # The flat right hand, relative to its wrist, turned so the fingers point down.
+    hand = median[RIGHT_HAND_SLICE] - median[RIGHT_HAND_SLICE][0]
+    turn = _rotation(hand[9], np.array([0.0, -1.0, 0.0]))  # wrist → middle finger base
+    right = hand @ turn.T
+    out[RIGHT_HAND_SLICE] = out[R_WRIST] + right
+    out[LEFT_HAND_SLICE] = out[L_WRIST] + right * np.array([-1.0, 1.0, 1.0])
+    return out.astype(np.float32), np.ones(NUM_JOINTS, dtype=np.float32)
+
+
+def ease(a: np.ndarray, ca: np.ndarray, b: np.ndarray, cb: np.ndarray, seconds: float, fps: float) -> PoseSequence:
+    """The in-between frames easing from pose a to pose b (the sequence module's transition)."""
+    if round(seconds * fps) <= 0:
+        return PoseSequence(np.zeros((0, NUM_JOINTS, 3)), np.zeros((0, NUM_JOINTS)), fps)
+    joined = concatenate([PoseSequence(a[None], ca[None], fps), PoseSequence(b[None], cb[None], fps)], fps, seconds)
+    return joined.slice(1, len(joined) - 1)
+
+
+@dataclass
+class _Frame:
+    points: np.ndarray
+    confidence: np.ndarray
+    unit: int  # 0: no unit
+    segment: int  # -1: between segments
+    kind: str
+    events: list[Message] = field(default_factory=list)
+
+
+class Timeline:
+    def __init__(self, fps: float, transition_s: float, rest_transition_s: float, hold_s: float) -> None:
+        self.fps = fps
+        self.transition_s = transition_s
+        self.rest_transition_s = rest_transition_s
+        self.hold_frames = int(round(hold_s * fps))
+        rest, conf = rest_pose()
+        self._rest = _Frame(rest, conf, 0, -1, "rest")
+        self.last = self._rest  # the last frame given out
+        self.buffer: deque[_Frame] = deque()
+        self.speed = 1.0
+        self.index = 0
+        self._phase = 0.0
+        self._dry = 0  # output frames since the buffer ran dry
+        self._returning: deque[_Frame] = deque()
+
+    @property
+    def queued(self) -> int:
+        return len(self.buffer)
+
+    @property
+    def starting(self) -> bool:
+        """A unit is buffered while the last frame given out belonged to none (rest, hold, easing back)."""
+        return bool(self.buffer) and self.last.unit == 0
+
+    def push(self, unit: int, segment: int, kind: str, points: np.ndarray, confidence: np.ndarray) -> None:
+        """A frame of a unit from the engine; a transition is put in front of a unit's first frame."""
+        prev = self.buffer[-1] if self.buffer else self.last
+        if prev.unit != unit:
+            seconds = self.rest_transition_s if prev.kind == "rest" else self.transition_s
+            way = ease(prev.points, prev.confidence, points, confidence, seconds, self.fps)
+            self.buffer.extend(_Frame(p, c, unit, -1, "transition") for p, c in zip(way.frames, way.confidence))
+            self._returning.clear()
+        self.buffer.append(_Frame(points, confidence, unit, segment, kind))
+
+    def event(self, msg: Message) -> list[Message]:
+        """Queue an event after everything buffered; returned at once (to send now) if nothing is."""
+        if self.buffer:
+            self.buffer[-1].events.append(msg)
+            return []
+        return [msg]
+
+    def drop(self, unit: int) -> list[Message]:
+        """Remove a unit's buffered frames; events riding on them move to the frame before, or are returned."""
+        loose: list[Message] = []
+        kept: deque[_Frame] = deque()
+        for f in self.buffer:
+            if f.unit == unit:
+                (kept[-1].events if kept else loose).extend(f.events)
+            else:
+                kept.append(f)
+        if len(kept) != len(self.buffer) and (not kept or self.buffer[0] is not kept[0]):
+            self._phase = 0.0  # the frame under the playhead is gone
+        self.buffer = kept
+        return loose
+
+    def next(self) -> tuple[PoseFrame, list[Message]]:
+        """The next output frame and the events that happen after it."""
+        events: list[Message] = []
+        if self.buffer:
+            self._dry = 0
+            a = self.buffer[0]
+            b = self.buffer[1] if len(self.buffer) > 1 else a
+            w = np.float32(self._phase)
+            both = (a.confidence > 0) & (b.confidence > 0)
+            points = np.where(both[:, None], a.points * (1 - w) + b.points * w, a.points)
+            conf = np.where(both, a.confidence * (1 - w) + b.confidence * w, a.confidence)
+            shown = _Frame(points, conf, a.unit, a.segment, a.kind)
+            self._phase += self.speed
+            while self._phase >= 1 - 1e-6 and self.buffer:
+                events += self.buffer.popleft().events
+                self._phase -= 1
+            if not self.buffer:
+                self._phase = 0.0
+        else:
+            self._dry += 1
+            if self.last.kind == "rest" or self.last is self._rest:
+                shown = self._rest
+            elif self._dry <= self.hold_frames:
+                shown = _Frame(self.last.points, self.last.confidence, 0, -1, "transition")
+            else:
+                if not self._returning:
+                    way = ease(self.last.points, self.last.confidence, self._rest.points, self._rest.confidence,
+                               self.rest_transition_s, self.fps)
+                    self._returning.extend(_Frame(p, c, 0, -1, "transition") for p, c in zip(way.frames, way.confidence))
+                    self._returning.append(self._rest)
+                shown = self._returning.popleft()
+        self.last = shown
+        frame = PoseFrame(shown.unit, shown.segment, self.index, self.index / self.fps, shown.kind,
+                          shown.points, shown.confidence)
+        self.index += 1
+        return frame, events
