@@ -14,6 +14,7 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from difflib import SequenceMatcher
 from typing import Callable
 
 from engines.engine import words_of
@@ -90,9 +91,10 @@ class Segmenter:
             if old != new:
                 break
             same += 1
-        if same < line.committed:
-            actions += self._correct(line, same, started)
+        old = line.words
         line.text, line.words, line.spans, line.final = text, words, spans, final
+        if same < line.committed:
+            actions += self._correct(line_id, line, old, same, started)
         if line.committed < len(words) and line.pending_since is None:
             line.pending_since = now
         if final:
@@ -165,25 +167,35 @@ class Segmenter:
         line.pending_since = None if end >= len(line.words) else line.changed_at
         return [Commit(unit, line_id, line.text[a:b].strip(), line.language)]
 
-    def _correct(self, line: _Line, same: int, started: Callable[[int], bool]) -> list[Action]:
-        """Words from `same` on changed: cancel the units that hold them."""
-        actions: list[Action] = []
-        keep = [u for u in line.units if u[2] <= same]
-        hit = [u for u in line.units if u[2] > same]
-        # An unstarted unit's words were never shown: commit them again from its start. A started
-        # unit's words were (partly) signed: resume after the words that are still right.
-        first, start, _ = hit[0]
-        if first == _SHOWN or started(first):
-            line.committed = same
-            if same > start:  # remember these words as shown, for later corrections
-                keep.append((_SHOWN, start, same))
-        else:
-            line.committed = start
-        for unit, _, _ in hit:
-            if unit != _SHOWN:
-                actions.append(Cancel(unit, "caption corrected"))
-        line.units = keep
+    def _correct(self, line_id: str, line: _Line, old: list[str], same: int,
+                 started: Callable[[int], bool]) -> list[Action]:
+        """Words from `same` on changed: cancel the units that hold them.
+
+        An unstarted unit's words were never shown: they are committed again from its start. A
+        started unit's words were (partly) shown: only the words the correction replaced or
+        inserted among them are signed, and the line resumes after the last shown word.
+        """
+        hit = sorted((u for u in line.units if u[2] > same), key=lambda u: u[1])
+        line.units = [u for u in line.units if u[2] <= same]
+        actions: list[Action] = [Cancel(u, "caption corrected") for u, _, _ in hit if u != _SHOWN]
+        shown = [u for u in hit if u[0] == _SHOWN or started(u[0])]
         line.pending_since = None
+        if not shown:
+            line.committed = hit[0][1]
+            return actions
+        start, end = shown[0][1], max(u[2] for u in shown)
+        resume, changed = end, []
+        for tag, i1, i2, j1, j2 in SequenceMatcher(None, old[:end], line.words, autojunk=False).get_opcodes():
+            if tag != "equal" and j2 > j1 and j1 < resume:
+                changed += [j1, j2]
+            if i1 <= end - 1 < i2:
+                resume = j1 + (end - i1) if tag == "equal" else j2
+        line.units.append((_SHOWN, start, resume))
+        changed = [j for j in changed if j <= resume]
+        if changed:
+            line.committed = max(same, min(changed))
+            actions += self._commit(line_id, line, min(max(changed), resume))
+        line.committed = max(line.committed, resume)
         return actions
 
     def _forget_oldest(self, now: float) -> list[Action]:

@@ -18,6 +18,8 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("training.cli:data_app", "Build, lift and preview training corpora."),
     "train": ("training.train_cli:train_app", "Train a SignLLM model from a TOML config."),
     "eval": ("training.train_cli:eval_app", "Evaluate a SignLLM checkpoint (DTW-MJE, JSON)."),
+    "backtranslate": ("training.backtranslate.cli:backtranslate_app",
+                      "Back-translation judge (pose → text): train, eval."),
 }
 
 
@@ -101,6 +103,57 @@ def serve(config: str = typer.Option(None, "--config", help="config file (defaul
         typer.echo(f"listening on http://{bound_host}:{bound_port}", err=True)
 
     asyncio.run(run_server(cfg, host or cfg.server.host, cfg.server.port if port is None else port, ready))
+
+
+_SERVER = typer.Option("http://127.0.0.1:8080", "--server", help="server URL (http://host:port or ws://host:port/ws)")
+_TOKEN = typer.Option(None, "--token", envvar="SIGNSTREAM_TOKEN", help="bearer token, when the server needs one")
+
+
+def _run_client(coro) -> None:
+    import asyncio
+
+    try:
+        seen = asyncio.run(coro)
+    except (ConnectionError, OSError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1)
+    if seen.errors:
+        raise typer.Exit(1)
+
+
+@app.command("say")
+def say(text: str = typer.Argument(None, help="text to sign (or --follow to read lines from stdin)"),
+        lang: str = typer.Option(None, "--lang", help="sign language, e.g. ase, gsg (default: the server's)"),
+        out: str = typer.Option(None, "--out", help="save the pose stream as a .pose file instead of printing it"),
+        follow: bool = typer.Option(False, "--follow", help="read lines from stdin, one caption each, until EOF"),
+        server: str = _SERVER, token: str = _TOKEN) -> None:
+    """Send text to a running server; save (--out) or print (JSON lines) the pose stream."""
+    from pathlib import Path
+
+    from server.client_cli import lines_of, say as say_lines, stdin_lines
+
+    if (text is None) == (not follow):
+        typer.echo("error: give TEXT or --follow", err=True)
+        raise typer.Exit(2)
+    lines = stdin_lines() if follow else lines_of(text)
+    _run_client(say_lines(server, lines, lang, Path(out) if out else None, token))
+
+
+@app.command("captions")
+def captions(file: str = typer.Argument(..., help="a WebVTT (.vtt) or SRT (.srt) file"),
+             lang: str = typer.Option(None, "--lang", help="sign language (default: the server's)"),
+             speed: float = typer.Option(1.0, "--speed", help="play the file this many times faster than real time"),
+             server: str = _SERVER, token: str = _TOKEN) -> None:
+    """Play a caption file into a session in real time, printing units and their statuses."""
+    from server.caption_files import CaptionFileError, read_captions
+    from server.client_cli import play_cues
+
+    try:
+        cues = read_captions(file)
+    except CaptionFileError as exc:
+        typer.echo(f"error [{exc.code}]: {exc.message}", err=True)
+        raise typer.Exit(2)
+    _run_client(play_cues(server, cues, lang, token, speed))
 
 
 if __name__ == "__main__":

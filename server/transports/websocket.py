@@ -128,14 +128,15 @@ async def _session(hub: Hub, request: web.Request) -> web.StreamResponse:
     writer = asyncio.create_task(outbox.run())
     clock = asyncio.create_task(session.run())
     reader = asyncio.create_task(_read(ws, session))
+    ending = asyncio.create_task(ended.wait())
     try:
-        await asyncio.wait([reader, asyncio.create_task(ended.wait()), writer], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([reader, ending, writer], return_when=asyncio.FIRST_COMPLETED)
         if ended.is_set():
             await _flush(outbox)
     finally:
         session.close()
         outbox.closed = True
-        for task in (clock, writer, reader):
+        for task in (clock, writer, reader, ending):
             task.cancel()
         hub.close_session(session)
         if not ws.closed:
