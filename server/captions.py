@@ -184,17 +184,21 @@ class Segmenter:
             line.committed = hit[0][1]
             return actions
         start, end = shown[0][1], max(u[2] for u in shown)
-        resume, changed = end, []
+        resume, changed = end, []  # changed: (first, end) word ranges of the new text
         for tag, i1, i2, j1, j2 in SequenceMatcher(None, old[:end], line.words, autojunk=False).get_opcodes():
-            if tag != "equal" and j2 > j1 and j1 < resume:
-                changed += [j1, j2]
+            if tag != "equal" and j2 > j1:
+                changed.append((j1, j2))
             if i1 <= end - 1 < i2:
                 resume = j1 + (end - i1) if tag == "equal" else j2
+        if not line.final:
+            resume = max(same, min(resume, self._stable_end(line)))  # never commit a word still growing
         line.units.append((_SHOWN, start, resume))
-        changed = [j for j in changed if j <= resume]
+        changed = [(a, min(b, resume)) for a, b in changed if a < resume]
         if changed:
-            line.committed = max(same, min(changed))
-            actions += self._commit(line_id, line, min(max(changed), resume))
+            line.committed = max(same, changed[0][0])
+            upto = changed[-1][1]
+            actions += self._commit_sentences(line_id, line, upto)
+            actions += self._commit(line_id, line, upto)
         line.committed = max(line.committed, resume)
         return actions
 
