@@ -25,6 +25,7 @@ from engines.manifest import (
     DECODER_OUTPUTS,
     ENCODER_INPUTS,
     ENCODER_OUTPUTS,
+    LETTERS_FILE,
     EngineError,
     read_manifest,
     sha256_of,
@@ -34,7 +35,6 @@ from engines.model import CONFIG, WEIGHTS, Cache, Memory, SignLLM, load_model, s
 
 TOKENIZER = "tokenizer.model"
 ENCODER_FILE, DECODER_FILE = "encoder.onnx", "decoder.onnx"
-LETTERS_FILE = "letters.npz"
 OPSET = 18
 
 

@@ -8,10 +8,13 @@ lexicon of the `spoken-to-signed` package: one recording per letter for 20 sign 
 from __future__ import annotations
 
 import csv
+import json
 import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+
+import numpy as np
 
 from engines.errors import PoseFormatError, SignStreamError
 from engines.formats.posefile import read_pose
@@ -83,6 +86,9 @@ class Entry:
     spoken_language: str
     signed_language: str
     gloss: str = ""
+    # Set for letters read from a packed file (an engine's letters.npz): the trimmed recording
+    # itself, so serving needs neither the .pose files nor the package that ships them.
+    recording: PoseSequence | None = field(default=None, compare=False, hash=False, repr=False)
 
 
 @dataclass
@@ -154,8 +160,13 @@ def best_entries(rows: list[tuple[Entry, int]]) -> dict[tuple[str, str], Entry]:
 
 
 def load_alphabets(lexicon_dir: str | Path | None = None) -> dict[str, Alphabet]:
-    """The manual alphabets of a fingerspelling lexicon: each entry is a letter or digraph."""
+    """The manual alphabets of a fingerspelling lexicon: each entry is a letter or digraph.
+
+    `lexicon_dir` may also be a packed letters file (`.npz`, see pack_alphabets).
+    """
     root = Path(lexicon_dir) if lexicon_dir is not None else bundled_lexicon_dir()
+    if root.suffix == ".npz":
+        return load_packed_alphabets(root)
     alphabets: dict[str, Alphabet] = {}
     for (lang, key), entry in best_entries(read_index(root)).items():
         alpha = alphabets.setdefault(lang, Alphabet(lang, entry.spoken_language))
@@ -167,7 +178,18 @@ def load_alphabets(lexicon_dir: str | Path | None = None) -> dict[str, Alphabet]
 def letter_clip(path: Path, fps: float) -> PoseSequence:
     """A letter recording ready to join: canonical, trimmed to the frames with hands, sped up
     to the fingerspelling pace and resampled to `fps`."""
-    seq = read_pose(path).trim()
+    return _played(read_pose(path).trim(), path, fps)
+
+
+@lru_cache(maxsize=4096)
+def entry_clip(entry: Entry, fps: float) -> PoseSequence:
+    """letter_clip of an entry, from its packed recording when it has one."""
+    if entry.recording is None:
+        return letter_clip(entry.path, fps)
+    return _played(entry.recording, entry.path, fps)
+
+
+def _played(seq: PoseSequence, path: Path, fps: float) -> PoseSequence:
     if len(seq) == 0:
         raise PoseFormatError(path, None, "no frame shows a hand")
     speedup = min(MAX_SPEEDUP, max(1.0, seq.duration / LETTER_SECONDS))
@@ -177,4 +199,52 @@ def letter_clip(path: Path, fps: float) -> PoseSequence:
 
 def fingerspell(entries: list[Entry], fps: float) -> PoseSequence:
     """Join the letters' recordings with natural transitions."""
-    return concatenate([letter_clip(e.path, fps) for e in entries], fps, transition=TRANSITION_SECONDS)
+    return concatenate([entry_clip(e, fps) for e in entries], fps, transition=TRANSITION_SECONDS)
+
+
+# --- packed letters -------------------------------------------------------------------------
+# One .npz: every distinct recording once (trimmed, float16 points and confidence, concatenated),
+# and a JSON index of the letters (language, spoken language, name, gloss, recording number).
+
+
+def pack_alphabets(alphabets: dict[str, Alphabet], path: str | Path) -> Path:
+    """Write the alphabets' letter recordings to a compact .npz that load_alphabets reads back."""
+    recordings: dict[Path, int] = {}
+    clips: list[PoseSequence] = []
+    index = []
+    for lang, alpha in sorted(alphabets.items()):
+        for key, entry in sorted(alpha.letters.items()):
+            if entry.path not in recordings:
+                recordings[entry.path] = len(clips)
+                clips.append(entry.recording if entry.recording is not None else read_pose(entry.path).trim())
+            index.append({"lang": lang, "spoken": entry.spoken_language, "name": entry.name, "gloss": entry.gloss,
+                          "recording": recordings[entry.path]})
+    bounds = np.cumsum([0] + [len(c) for c in clips])
+    path = Path(path)
+    np.savez_compressed(path, frames=np.concatenate([c.frames for c in clips]).astype(np.float16),
+                        confidence=np.concatenate([c.confidence for c in clips]).astype(np.float16),
+                        bounds=bounds.astype(np.int64), fps=np.array([c.fps for c in clips], dtype=np.float32),
+                        index=np.array(json.dumps(index, ensure_ascii=False)))
+    return path
+
+
+def load_packed_alphabets(path: str | Path) -> dict[str, Alphabet]:
+    """The alphabets of a packed letters file (pack_alphabets)."""
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            frames, conf, bounds, fps = z["frames"], z["confidence"], z["bounds"], z["fps"]
+            index = json.loads(str(z["index"]))
+    except FileNotFoundError:
+        raise LexiconError(f"{path}: no such file") from None
+    except (KeyError, ValueError, OSError) as exc:
+        raise LexiconError(f"{path}: not a packed letters file ({exc})") from None
+    clips = [PoseSequence(frames[a:b], conf[a:b], float(f)) for a, b, f in zip(bounds[:-1], bounds[1:], fps)]
+    alphabets: dict[str, Alphabet] = {}
+    for row in index:
+        alpha = alphabets.setdefault(row["lang"], Alphabet(row["lang"], row["spoken"]))
+        n = row["recording"]
+        # A per-recording path keeps entries distinct (and cacheable) without any file behind it.
+        alpha.letters[fold(row["name"])] = Entry(row["name"], path / f"recording-{n}", row["spoken"], row["lang"],
+                                                 row["gloss"], recording=clips[n])
+    return alphabets

@@ -25,6 +25,7 @@ from engines.errors import SignStreamError
 from engines.skeleton import FRAME_VALUES, NUM_JOINTS
 
 MANIFEST = "engine.json"
+LETTERS_FILE = "letters.npz"
 FORMAT = 1
 SKELETON = "signllm-50"
 STEP_VALUES = FRAME_VALUES + 1  # 150 joint values + progress counter (as engines.model)
