@@ -20,6 +20,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("training.train_cli:eval_app", "Evaluate a SignLLM checkpoint (DTW-MJE, JSON)."),
     "backtranslate": ("training.backtranslate.cli:backtranslate_app",
                       "Back-translation judge (pose → text): train, eval."),
+    "export": ("engines.export:export_app", "Export a SignLLM checkpoint to an engine folder (ONNX, TensorRT)."),
 }
 
 
