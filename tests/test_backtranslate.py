@@ -1,0 +1,283 @@
+"""Back-translation (Sign2GPT-style judge): encoder, pseudo-glosses, gated decoder, scores, CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engines.errors import PoseFormatError
+from engines.formats.prompt2sign import read_split, write_split
+from server.config import ConfigError
+from training.backtranslate.decoder import DecoderConfig, SignTranslator
+from training.backtranslate.encoder import EncoderConfig, SignEncoder, local_attention_mask, pose_features
+from training.backtranslate.evaluate import read_poses, score_poses, text_scores
+from training.backtranslate.lm import build_tokenizer, language_marker
+from training.backtranslate.pseudogloss import GlossVocab, PseudoGlossHead, pseudo_glosses
+from training.backtranslate.train import batch_tensors, examples_from, load_config
+
+torch.set_num_threads(1)
+
+WORDS = ["abcdefghijklmnopqrstuvwxyz", "äöüß", "άλφα"]
+
+
+def tiny_lm(seed: int = 0):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(seed)
+    tok = build_tokenizer([f"<ase> {w}" for w in WORDS], ["<ase>", "<gsg>", "<fsl>"])
+    lm = LlamaForCausalLM(LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=32,
+                                      tie_word_embeddings=True, initializer_range=0.2)).eval()
+    # initializer_range: a trained LM's (tied) output embeddings are large enough for confident
+    # predictions; with the default 0.02 a frozen random LM could only ever emit near-uniform ones.
+    return lm, tok
+
+
+def tiny_translator(seed: int = 0) -> SignTranslator:
+    lm, tok = tiny_lm(seed)
+    return SignTranslator(lm, tok, EncoderConfig(d_model=32, n_heads=2, stages=[1, 1], dropout=0.0),
+                          DecoderConfig(lora_rank=4, xattn_heads=2))
+
+
+def random_poses(batch: int, length: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, length, 50, 3, generator=g), torch.ones(batch, length, 50)
+
+
+# --- encoder --------------------------------------------------------------------------------
+
+
+def test_local_attention_mask_is_a_band_of_the_window():
+    m = local_attention_mask(10, 7)
+    assert m.shape == (10, 10) and m.dtype == torch.bool
+    assert m[5].nonzero().flatten().tolist() == [2, 3, 4, 5, 6, 7, 8]
+    assert m[0].nonzero().flatten().tolist() == [0, 1, 2, 3]
+    assert torch.equal(m, m.T)
+
+
+def test_encoder_attention_is_local():
+    """One layer, one stage: frame 0's feature depends on frames 0..3 only."""
+    torch.manual_seed(0)
+    enc = SignEncoder(EncoderConfig(d_model=16, n_heads=2, stages=[1], dropout=0.0)).eval()
+    frames, conf = random_poses(1, 12)
+    lengths = torch.tensor([12])
+    base = enc(frames, conf, lengths)[0][0, 0]
+    far = frames.clone()
+    far[0, 8] += 1.0
+    near = frames.clone()
+    near[0, 3] += 1.0
+    assert torch.allclose(enc(far, conf, lengths)[0][0, 0], base)
+    assert not torch.allclose(enc(near, conf, lengths)[0][0, 0], base)
+
+
+def test_downsampling_halves_time_and_lengths_per_stage():
+    enc = SignEncoder(EncoderConfig(d_model=16, n_heads=2, stages=[1, 1, 1], dropout=0.0)).eval()
+    frames, conf = random_poses(2, 13)
+    feats, pad = enc(frames, conf, torch.tensor([13, 5]))
+    assert feats.shape == (2, 4, 16)  # 13 → 7 → 4
+    assert (~pad).sum(1).tolist() == [4, 2]  # 5 → 3 → 2
+    assert torch.isfinite(feats).all()
+
+
+def test_encoder_rejects_malformed_input():
+    enc = SignEncoder(EncoderConfig(d_model=16, n_heads=2, stages=[1]))
+    frames, conf = random_poses(1, 5)
+    with pytest.raises(ValueError, match="frames must be"):
+        pose_features(frames[..., :2], conf)
+    with pytest.raises(ValueError, match="confidence must be"):
+        pose_features(frames, conf[:, :3])
+    with pytest.raises(ValueError, match="lengths must lie"):
+        enc(frames, conf, torch.tensor([0]))
+    with pytest.raises(ValueError, match="window"):
+        EncoderConfig(window=6)
+
+
+# --- pseudo-glosses -------------------------------------------------------------------------
+
+
+def test_pseudo_glosses_keep_content_lemmas_and_letters():
+    assert pseudo_glosses("house", "<ase> FS:H-O-U-S-E", "en") == ["house", "H", "O", "U", "S", "E"]
+    assert pseudo_glosses("the", "<ase> FS:T-H-E", "en") == ["T", "H", "E"]  # function word: letters only
+    assert pseudo_glosses("the houses", "<ase> HOUSE", "en") == ["house"]  # lemma; not fingerspelled
+    assert pseudo_glosses("Häuser", "<gsg> FS:H-Ä-U-S-E-R", "de")[0] == "haus"
+
+
+def test_presence_is_a_probability_and_ignores_padding():
+    torch.manual_seed(0)
+    vocab = GlossVocab.build([["house", "H"], ["house", "E"]], min_count=2)
+    assert vocab.items == ["E", "H", "house"]  # letters always, words from min_count
+    head = PseudoGlossHead(8, torch.randn(3, 16))
+    feats = torch.randn(2, 5, 8)
+    pad = torch.tensor([[False] * 5, [False, False, True, True, True]])
+    p = head.presence(feats, pad)
+    assert p.shape == (2, 3) and (p > 0).all() and (p < 1).all()
+    changed = feats.clone()
+    changed[1, 3:] += 5.0
+    assert torch.allclose(head.presence(changed, pad)[1], p[1])
+    assert head.loss(feats, pad, vocab.targets([["house"], ["E", "nope"]])).item() > 0
+
+
+# --- decoder --------------------------------------------------------------------------------
+
+
+def test_gated_decoder_equals_frozen_lm_at_initialisation():
+    lm, tok = tiny_lm()
+    ids = torch.tensor([[tok.bos_token_id] + tok("<ase>house", add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        frozen = lm(input_ids=ids).logits.clone()
+    model = tiny_translator()
+    frames, conf = random_poses(1, 20)
+    with torch.no_grad():
+        memory = model.encoder(frames, conf, torch.tensor([20]))
+        assert torch.equal(model.lm_logits(ids, None, memory), frozen)
+        for x in model.xattn:
+            x.gate.fill_(0.5)
+        assert not torch.allclose(model.lm_logits(ids, None, memory), frozen)
+
+
+def test_only_lora_gates_and_encoder_train():
+    model = tiny_translator()
+    names = model.trainable_names()
+    assert all("lora_" in n or n.startswith(("encoder.", "xattn.")) for n in names)
+    assert any("lora_" in n for n in names) and any(n.endswith(".gate") for n in names)
+    assert any(n.startswith("encoder.") for n in names)
+    frames, conf = random_poses(2, 10)
+    model.loss(frames, conf, torch.tensor([10, 7]), ["<ase>", "<ase>"], ["house", "car"]).backward()
+    for n, p in model.named_parameters():
+        if n not in names:
+            assert p.grad is None, n
+    assert model.xattn[0].gate.grad is not None and model.xattn[0].gate.grad.abs().item() > 0
+
+
+def test_tiny_model_overfits_a_few_sequences(small_corpus):
+    torch.manual_seed(0)
+    examples = examples_from(read_split(small_corpus / "ase", "train")[:4])
+    model = tiny_translator()
+    frames, conf, lengths = batch_tensors(examples)
+    markers, texts = [e.marker for e in examples], [e.text for e in examples]
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-3)
+    model.train()
+    for _ in range(150):
+        loss = model.loss(frames, conf, lengths, markers, texts)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    assert loss.item() < 0.15
+    assert model.generate(frames, conf, lengths, markers) == texts
+
+
+# --- scores, judge, CLI ---------------------------------------------------------------------
+
+
+def test_text_scores():
+    perfect = text_scores(["house", "άλφα"], ["house", "άλφα"])
+    assert perfect["cer"] == 0 and perfect["bleu1"] == 100 and perfect["rougeL"] == 100 and perfect["accuracy"] == 100
+    one_off = text_scores(["horse"], ["house"])
+    assert one_off["cer"] == 20.0 and one_off["accuracy"] == 0 and one_off["rougeL"] == 0
+    assert text_scores(["the red car"], ["the car"])["rougeL"] == pytest.approx(80.0)
+    with pytest.raises(ValueError, match="hypotheses"):
+        text_scores(["a"], ["a", "b"])
+
+
+def test_malformed_records_and_configs(small_corpus, tmp_path):
+    records = read_split(small_corpus / "ase", "test")[:2]
+    with pytest.raises(ValueError, match="language marker"):
+        language_marker("FS:H-O")
+    records[0].gloss = "FS:H-O"
+    with pytest.raises(ValueError, match="language marker"):
+        examples_from(records)
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[encoder]\nwindw = 7\n")
+    with pytest.raises(ConfigError, match="windw"):
+        load_config(bad)
+    bad.write_text("[encoder]\nwindow = 4\n")
+    with pytest.raises(ConfigError, match="odd"):
+        load_config(bad)
+
+
+TINY_CONFIG = """
+[data]
+corpus = "{corpus}"
+languages = ["ase", "gsg"]
+[lm]
+steps = 20
+wordlist_size = 50
+hidden = 32
+layers = 2
+heads = 2
+d_ff = 64
+[encoder]
+d_model = 32
+n_heads = 2
+stages = [1, 1]
+[decoder]
+xattn_heads = 2
+[pretrain]
+steps = 5
+[train]
+steps = 5
+log_every = 5
+eval_items = 6
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_judge(small_corpus, tmp_path_factory) -> Path:
+    from training.backtranslate.train import train
+
+    folder = tmp_path_factory.mktemp("judge")
+    config = folder / "bt.toml"
+    config.write_text(TINY_CONFIG.format(corpus=small_corpus))
+    summary = train(config, folder / "judge")
+    assert summary["pretrain"]["letters"] > 20 and summary["dev"]["n"] == 6
+    return folder / "judge"
+
+
+def test_judge_round_trip_and_score_poses(tiny_judge, small_corpus, tmp_path):
+    from training.backtranslate.train import load_judge
+
+    judge = load_judge(tiny_judge)
+    meta = json.loads((tiny_judge / "judge.json").read_text())
+    assert meta["lm"] == "lm" and (tiny_judge / "lm" / "config.json").exists()
+    records = read_split(small_corpus / "gsg", "test")[:3]
+    # "Generated" poses: every sequence still, at another frame rate; the judge resamples.
+    still = [type(r.sequence)(np.repeat(r.sequence.frames[:1], 10, 0), np.ones((10, 50)), 50.0) for r in records]
+    result = score_poses(judge, records, still)
+    assert set(result) == {"generated", "reference"}
+    assert result["generated"]["n"] == result["reference"]["n"] == 3
+    with pytest.raises(ValueError, match="generated sequences"):
+        score_poses(judge, records, still[:2])
+
+
+def test_cli_eval_with_generated_poses(tiny_judge, small_corpus, tmp_path):
+    from typer.testing import CliRunner
+
+    from server.cli import app
+
+    poses = tmp_path / "poses"
+    records = read_split(small_corpus / "ase", "test")
+    write_split(poses / "ase", "test", records)
+    runner = CliRunner()
+    res = runner.invoke(app, ["backtranslate", "eval", "--judge", str(tiny_judge), "--corpus", str(small_corpus),
+                              "--langs", "ase", "--poses", str(poses), "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    # The same poses as the references: the same readings, so the same scores.
+    assert {k: out["generated"][k] for k in ("cer", "bleu1", "rougeL")} == {k: out["reference"][k] for k in ("cer", "bleu1", "rougeL")}
+    write_split(poses / "ase", "test", records[:-1])
+    res = runner.invoke(app, ["backtranslate", "eval", "--judge", str(tiny_judge), "--corpus", str(small_corpus),
+                              "--langs", "ase", "--poses", str(poses)])
+    assert res.exit_code == 2 and "bad_pose_file" in res.output
+    res = runner.invoke(app, ["backtranslate", "eval", "--judge", str(tmp_path), "--corpus", str(small_corpus)])
+    assert res.exit_code == 2 and "not a back-translation judge" in res.output
+
+
+def test_read_poses_names_the_file(small_corpus, tmp_path):
+    records = read_split(small_corpus / "ase", "test")
+    with pytest.raises(PoseFormatError, match="missing"):
+        read_poses(tmp_path, "ase", "test", records)

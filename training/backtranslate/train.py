@@ -1,0 +1,320 @@
+"""Training the back-translation judge: pseudo-gloss pretraining of the sign encoder, then
+translation through the frozen LM (LoRA + gated cross-attention). The output folder is a judge:
+
+    judge.json          encoder/decoder config, the LM folder, languages, provenance
+    judge.safetensors   the trained parameters only (encoder, cross-attention, LoRA), float16
+    lm/                 the frozen LM + tokenizer (save_pretrained), when we pretrained it here
+    config.toml         the training config; log.jsonl: one JSON record per log line
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engines.formats.prompt2sign import Record, read_split
+from server.config import ConfigError, _build
+from training.backtranslate.decoder import DecoderConfig, SignTranslator
+from training.backtranslate.encoder import EncoderConfig
+from training.backtranslate.lm import LMConfig, corpus_spoken, language_marker, load_lm, pretrain_lm
+from training.backtranslate.pseudogloss import GlossVocab, PseudoGlossHead, lm_prototypes, pseudo_glosses
+
+JUDGE_CONFIG = "judge.json"
+JUDGE_WEIGHTS = "judge.safetensors"
+
+# --- config ---------------------------------------------------------------------------------
+
+
+@dataclass
+class DataSection:
+    corpus: str = "data/corpus"
+    languages: list[str] = field(default_factory=list)  # empty: every language of the corpus
+    train_per_language: int = 0  # training words a language (0: all)
+    max_frames: int = 300  # longer training sequences are skipped
+
+
+@dataclass
+class LMSection(LMConfig):
+    path: str = ""  # a saved causal LM to freeze; empty: pretrain ours into OUT/lm
+
+
+@dataclass
+class PretrainSection:
+    enabled: bool = True
+    steps: int = 600
+    lr: float = 1e-3
+    min_count: int = 2  # word pseudo-glosses seen fewer times are dropped (letters always kept)
+    temperature: float = 0.1
+
+
+@dataclass
+class TrainSection:
+    seed: int = 0
+    threads: int = 1
+    batch_size: int = 32
+    steps: int = 1500  # translation steps
+    lr: float = 1e-3
+    warmup_steps: int = 100
+    log_every: int = 50
+    eval_items: int = 200  # dev sequences decoded at the end
+
+
+@dataclass
+class BacktranslateConfig:
+    data: DataSection = field(default_factory=DataSection)
+    lm: LMSection = field(default_factory=LMSection)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    pretrain: PretrainSection = field(default_factory=PretrainSection)
+    train: TrainSection = field(default_factory=TrainSection)
+
+
+def load_config(path: str | Path) -> BacktranslateConfig:
+    """Load and validate a back-translation config; errors name the file and the key."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        cfg = _build(BacktranslateConfig, raw, path, prefix="")
+    except ValueError as exc:  # a section's own validation (e.g. encoder window)
+        raise ConfigError(f"{path}: {exc}") from None
+    for key, value in (("train.batch_size", cfg.train.batch_size), ("train.steps", cfg.train.steps),
+                       ("train.lr", cfg.train.lr), ("train.threads", cfg.train.threads),
+                       ("pretrain.min_count", cfg.pretrain.min_count), ("data.max_frames", cfg.data.max_frames)):
+        if value <= 0:
+            raise ConfigError(f"{path}: '{key}' must be positive, got {value}")
+    return cfg
+
+
+# --- data -----------------------------------------------------------------------------------
+
+
+@dataclass
+class PoseExample:
+    marker: str  # '<ase>'
+    text: str
+    gloss: str
+    frames: np.ndarray  # (T, 50, 3) float16, canonical
+    confidence: np.ndarray  # (T, 50) float16
+
+
+def examples_from(records: list[Record]) -> list[PoseExample]:
+    out = []
+    for r in records:
+        if len(r.sequence) == 0:
+            raise ValueError(f"record {r.name!r}: empty pose sequence")
+        out.append(PoseExample(language_marker(r.gloss), r.text, r.gloss,
+                               r.sequence.frames.astype(np.float16), r.sequence.confidence.astype(np.float16)))
+    return out
+
+
+def load_examples(corpus: Path, languages: list[str], split: str, per_language: int = 0,
+                  max_frames: int = 0) -> list[PoseExample]:
+    """A split of every language; `per_language` spreads the kept words over the frequency list."""
+    out: list[PoseExample] = []
+    for lang in languages:
+        records = read_split(corpus / lang, split)
+        if max_frames:
+            records = [r for r in records if len(r.sequence) <= max_frames]
+        if per_language and len(records) > per_language:
+            records = [records[i] for i in np.linspace(0, len(records) - 1, per_language).round().astype(int)]
+        out += examples_from(records)
+    return out
+
+
+def batch_tensors(examples: list[PoseExample]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Zero-padded (B, T, 50, 3) frames, (B, T, 50) confidence, (B,) lengths."""
+    lengths = torch.tensor([len(e.frames) for e in examples])
+    t = int(lengths.max())
+    frames = torch.zeros(len(examples), t, *examples[0].frames.shape[1:])
+    conf = torch.zeros(len(examples), t, examples[0].frames.shape[1])
+    for i, e in enumerate(examples):
+        frames[i, : len(e.frames)] = torch.from_numpy(e.frames.astype(np.float32))
+        conf[i, : len(e.frames)] = torch.from_numpy(e.confidence.astype(np.float32))
+    return frames, conf, lengths
+
+
+def length_batches(examples: list[PoseExample], batch_size: int, rng: random.Random):
+    """Endless batches of similar lengths (less padding), in random order."""
+    order = sorted(range(len(examples)), key=lambda i: (len(examples[i].frames), rng.random()))
+    while True:
+        chunks = [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
+        rng.shuffle(chunks)
+        for chunk in chunks:
+            yield [examples[i] for i in chunk]
+
+
+def spread(examples: list[PoseExample], n: int) -> list[PoseExample]:
+    if n <= 0 or n >= len(examples):
+        return examples
+    return [examples[i] for i in np.linspace(0, len(examples) - 1, n).round().astype(int)]
+
+
+def corpus_languages(corpus: Path, wanted: list[str]) -> list[str]:
+    found = list(corpus_spoken(corpus))
+    missing = sorted(set(wanted) - set(found))
+    if missing:
+        raise ConfigError(f"{corpus}: languages {missing} are not in the corpus (it has {found})")
+    return [lang for lang in found if not wanted or lang in wanted]
+
+
+# --- judge folder ---------------------------------------------------------------------------
+
+
+def save_judge(folder: Path, model: SignTranslator, lm_path: str, spoken: dict[str, str], extra: dict) -> None:
+    from safetensors.torch import save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    trained = {n: p.detach().to(torch.float16).contiguous() for n, p in model.named_parameters() if p.requires_grad}
+    save_file(trained, folder / JUDGE_WEIGHTS)
+    meta = {"lm": lm_path, "encoder": asdict(model.enc_cfg), "decoder": asdict(model.dec_cfg),
+            "languages": spoken} | extra
+    (folder / JUDGE_CONFIG).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+
+def load_judge(folder: str | Path) -> SignTranslator:
+    """A trained judge folder → SignTranslator in eval mode."""
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    if not (folder / JUDGE_CONFIG).exists():
+        raise FileNotFoundError(f"{folder}: no {JUDGE_CONFIG}; not a back-translation judge")
+    meta = json.loads((folder / JUDGE_CONFIG).read_text(encoding="utf-8"))
+    lm_path = Path(meta["lm"]) if Path(meta["lm"]).is_absolute() else folder / meta["lm"]
+    lm, tokenizer = load_lm(lm_path)
+    model = SignTranslator(lm, tokenizer, EncoderConfig(**meta["encoder"]), DecoderConfig(**meta["decoder"]))
+    state = {k: v.float() for k, v in load_file(folder / JUDGE_WEIGHTS).items()}
+    missing = set(model.trainable_names()) - set(state)
+    unexpected = set(state) - set(model.trainable_names())
+    if missing or unexpected:
+        raise ValueError(f"{folder / JUDGE_WEIGHTS}: does not fit the judge config "
+                         f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
+    model.load_state_dict(state, strict=False)
+    return model.eval()
+
+
+# --- training -------------------------------------------------------------------------------
+
+
+def lr_at(step: int, steps: int, lr: float, warmup: int) -> float:
+    return lr * min(1.0, step / max(1, warmup)) * 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))
+
+
+def pretrain_encoder(model: SignTranslator, examples: list[PoseExample], spoken: dict[str, str],
+                     cfg: BacktranslateConfig, rng: random.Random, log) -> dict:
+    """Stage 1: the sign encoder learns to localise pseudo-glosses against frozen LM prototypes."""
+    p = cfg.pretrain
+    glosses = [pseudo_glosses(e.text, e.gloss, spoken[e.marker.strip("<>")]) for e in examples]
+    vocab = GlossVocab.build(glosses, p.min_count)
+    base = model.lm.get_base_model()
+    prototypes = lm_prototypes(base, model.tokenizer, vocab.items)
+    head = PseudoGlossHead(model.enc_cfg.d_model, prototypes, p.temperature)
+    index = {id(e): g for e, g in zip(examples, glosses)}
+    params = list(model.encoder.parameters()) + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=p.lr, weight_decay=0.01)
+    batches = length_batches(examples, cfg.train.batch_size, rng)
+    model.encoder.train()
+    loss = torch.tensor(0.0)
+    for step in range(1, p.steps + 1):
+        batch = next(batches)
+        frames, conf, lengths = batch_tensors(batch)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, p.steps, p.lr, cfg.train.warmup_steps)
+        feats, pad = model.encoder(frames, conf, lengths)
+        loss = head.loss(feats, pad, vocab.targets([index[id(e)] for e in batch]))
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        if step % cfg.train.log_every == 0 or step == p.steps:
+            log({"stage": "pseudogloss", "step": step, "loss": round(loss.item(), 4)})
+    return {"classes": len(vocab.items), "letters": sum(len(g) == 1 for g in vocab.items),
+            "final_loss": round(loss.item(), 4)}
+
+
+def train_translation(model: SignTranslator, examples: list[PoseExample], cfg: BacktranslateConfig,
+                      rng: random.Random, log) -> dict:
+    """Stage 2: encoder, gated cross-attention and LoRA learn to make the frozen LM read poses."""
+    t = cfg.train
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=t.lr, weight_decay=0.01)
+    batches = length_batches(examples, t.batch_size, rng)
+    model.train()
+    loss = torch.tensor(0.0)
+    for step in range(1, t.steps + 1):
+        batch = next(batches)
+        frames, conf, lengths = batch_tensors(batch)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, t.steps, t.lr, t.warmup_steps)
+        loss = model.loss(frames, conf, lengths, [e.marker for e in batch], [e.text for e in batch])
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        if step % t.log_every == 0 or step == t.steps:
+            log({"stage": "translate", "step": step, "loss": round(loss.item(), 4),
+                 "gate": round(float(torch.tanh(model.xattn[0].gate.detach())), 4)})
+    model.eval()
+    return {"final_loss": round(loss.item(), 4)}
+
+
+def train(config_path: str | Path, out: str | Path, lm_override: str | Path | None = None, progress=None) -> dict:
+    """Train a judge into `out` (a fresh run: an existing judge there is replaced)."""
+    from training.backtranslate.evaluate import evaluate_examples
+
+    cfg = load_config(config_path)
+    out = Path(out)
+    torch.set_num_threads(cfg.train.threads)
+    torch.manual_seed(cfg.train.seed)
+    rng = random.Random(cfg.train.seed)
+    corpus = Path(cfg.data.corpus)
+    spoken = corpus_spoken(corpus)
+    languages = corpus_languages(corpus, cfg.data.languages)
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(config_path, out / "config.toml")
+    log_file = (out / "log.jsonl").open("w", encoding="utf-8")
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+
+    def log(record: dict) -> None:
+        record |= {"cpu_s": round(time.process_time() - cpu0, 1), "wall_s": round(time.perf_counter() - wall0, 1)}
+        log_file.write(json.dumps(record) + "\n")
+        log_file.flush()
+        if progress:
+            progress(record)
+
+    lm_path = str(lm_override or cfg.lm.path)
+    if not lm_path:
+        lm_summary = pretrain_lm(corpus, out / "lm", cfg.lm, log=lambda line: log(json.loads(line)))
+        lm_path = "lm"
+        log({"stage": "lm", "done": lm_summary})
+    lm, tokenizer = load_lm(out / lm_path if lm_path == "lm" else lm_path)
+    model = SignTranslator(lm, tokenizer, cfg.encoder, cfg.decoder)
+    train_ex = load_examples(corpus, languages, "train", cfg.data.train_per_language, cfg.data.max_frames)
+    dev_ex = spread(load_examples(corpus, languages, "dev"), cfg.train.eval_items)
+    log({"stage": "data", "train": len(train_ex), "dev_eval": len(dev_ex), "languages": languages})
+    summary: dict = {"train_examples": len(train_ex)}
+    if cfg.pretrain.enabled:
+        summary["pretrain"] = pretrain_encoder(model, train_ex, spoken, cfg, rng, log)
+    summary["translate"] = train_translation(model, train_ex, cfg, rng, log)
+    summary["cpu_seconds"] = round(time.process_time() - cpu0, 1)
+    summary["wall_seconds"] = round(time.perf_counter() - wall0, 1)
+    save_judge(out, model, lm_path, {f"<{k}>": v for k, v in spoken.items() if k in languages},
+               {"trained_on": {"corpus": str(corpus), "languages": languages, "summary": summary}})
+    judge = load_judge(out)  # score what was saved (float16 weights), not what is in memory
+    summary["dev"] = evaluate_examples(judge, dev_ex)
+    log({"stage": "done", "summary": summary})
+    log_file.close()
+    return summary
