@@ -157,5 +157,11 @@ def captions(file: str = typer.Argument(..., help="a WebVTT (.vtt) or SRT (.srt)
     _run_client(play_cues(server, cues, lang, token, speed))
 
 
+from server.avatar.cli import avatar_app, render as render_command  # noqa: E402  (typer only; heavy imports are lazy)
+
+app.add_typer(avatar_app, name="avatar")
+app.command("render")(render_command)
+
+
 if __name__ == "__main__":
     app()

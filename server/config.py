@@ -39,6 +39,12 @@ class EngineSection:
 class AvatarSection:
     path: str = "server/avatar/assets/signer.glb"
     bone_map: dict[str, str] = field(default_factory=dict)
+    skinning: str = "rigid"
+    min_confidence: float = 0.3
+    hold_seconds: float = 0.25
+    ease_seconds: float = 0.5
+    smoothing: bool = True
+    finger_limits: bool = True
 
 
 @dataclass
@@ -47,6 +53,7 @@ class VideoSection:
     width: int = 512
     height: int = 512
     background: list[float] = field(default_factory=lambda: [0.93, 0.94, 0.96, 1.0])
+    antialias: int = 0
 
 
 @dataclass

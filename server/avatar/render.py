@@ -187,7 +187,20 @@ class AvatarRenderer:
         return self._offscreen.render(self._scene, self._flags)
 
     def _teardown(self) -> None:
-        self._offscreen.delete()
+        off = self._offscreen
+        platform = off._platform
+        platform.make_current()
+        off._renderer.delete()
+        if hasattr(platform, "_egl_display"):
+            # pyrender's own delete also calls eglTerminate, and all contexts on a device share one
+            # EGL display: that would break every other renderer in the process. Destroy ours only.
+            from OpenGL import EGL
+
+            EGL.eglMakeCurrent(platform._egl_display, EGL.EGL_NO_SURFACE, EGL.EGL_NO_SURFACE, EGL.EGL_NO_CONTEXT)
+            EGL.eglDestroyContext(platform._egl_display, platform._egl_context)
+        else:
+            platform.delete_context()
+        off._renderer = off._platform = None
 
 
 def _renderer_class(pr, samples: int):

@@ -1,0 +1,136 @@
+"""`signstream avatar check` and `signstream render`.
+
+Only typer is imported at module level: numpy, pygltflib, pyrender and OpenGL load inside the
+command bodies, so `signstream --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+avatar_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Check rigged avatars.")
+
+_CONFIG = typer.Option(None, "--config", help="config file (default: the repository's config.toml)")
+
+
+def _fail(exc) -> None:
+    typer.echo(f"error [{exc.code}]: {exc.message}", err=True)
+    raise typer.Exit(2)
+
+
+def _load_config(config: str | None):
+    from server.config import ConfigError, load_config
+
+    try:
+        return load_config(config)
+    except ConfigError as exc:
+        _fail(exc)
+
+
+@avatar_app.command("check")
+def check(file: str = typer.Argument(..., help="a glTF 2.0 / VRM humanoid (.glb, .gltf, .vrm)"),
+          as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+          config: str = _CONFIG) -> None:
+    """Load an avatar, map its bones and report whether it can sign (exit 2 if not)."""
+    from server.avatar.errors import AvatarError
+    from server.avatar.gltf import load_avatar
+
+    cfg = _load_config(config)
+    try:
+        avatar = load_avatar(file, cfg.avatar.bone_map)
+    except AvatarError as exc:
+        _fail(exc)
+    report = avatar.report()
+    if as_json:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    typer.echo(f"{report['file']}: ready to sign")
+    typer.echo(f"  mesh: {report['vertices']} vertices, {report['triangles']} triangles, {report['joints']} joints")
+    typer.echo(f"  size: {report['height']:.3g} tall, shoulders {report['shoulder_width']:.3g} apart (file units)")
+    bones = report["humanoid_bones"]
+    typer.echo(f"  humanoid bones: {len(bones)} found (arms, hands and all 30 finger bones present)")
+    for name, node in bones.items():
+        typer.echo(f"    {name:24s} ← {node}")
+    if report["missing_optional"]:
+        typer.echo(f"  optional bones missing (they stay still): {', '.join(report['missing_optional'])}")
+    for note in report["notes"]:
+        typer.echo(f"  note: {note}")
+
+
+def render(input: str = typer.Argument(..., help="a .pose or .skels file"),
+           output: str = typer.Option(..., "-o", "--output", help="out.mp4, out.webm or out.png"),
+           avatar: str = typer.Option(None, "--avatar", help="a rigged .glb/.gltf/.vrm (default: [avatar] path)"),
+           frame: int = typer.Option(None, "--frame", help=".png: which frame (default: the middle one)"),
+           line: int = typer.Option(1, "--line", help=".skels: which sequence (line number, from 1)"),
+           skels_scale: float = typer.Option(1.0, "--skels-scale", help=".skels: coordinate scale (Prompt2Sign 9, PT 3, ours 1)"),
+           config: str = _CONFIG) -> None:
+    """Render a pose file with the avatar to a video (.mp4/.webm) or a still (.png)."""
+    from engines.errors import SignStreamError
+
+    cfg = _load_config(config)
+    try:
+        _render(cfg, Path(input), Path(output), avatar, frame, line, skels_scale)
+    except SignStreamError as exc:
+        _fail(exc)
+
+
+def _read_input(path: Path, fps: float, line: int, skels_scale: float):
+    from engines.errors import PoseFormatError
+    from engines.formats.posefile import read_pose
+    from engines.formats.prompt2sign import parse_skels
+
+    suffix = path.suffix.lower()
+    if suffix == ".pose":
+        return read_pose(path)
+    if suffix == ".skels":
+        if not path.is_file():
+            raise PoseFormatError(path, None, "no such file")
+        lines = path.read_text(encoding="utf-8").splitlines()
+        if not 1 <= line <= len(lines):
+            raise PoseFormatError(path, f"line {line}", f"the file has {len(lines)} sequences")
+        seq, _ = parse_skels(lines[line - 1], fps, skels_scale, where=(path, line))
+        return seq
+    raise PoseFormatError(path, None, "render reads .pose or .skels files; for text, save a pose stream first "
+                                      "with `signstream say TEXT --out clip.pose`")
+
+
+def _render(cfg, input_path: Path, output: Path, avatar_path: str | None, frame: int | None, line: int,
+            skels_scale: float) -> None:
+    from server.avatar.errors import RenderError
+    from server.avatar.gltf import load_avatar
+    from server.avatar.render import AvatarRenderer
+    from server.avatar.retarget import RetargetSettings, retarget_sequence
+    from server.avatar.video import VIDEO_SUFFIXES, check_output, write_png, write_video
+
+    v, a = cfg.video, cfg.avatar
+    rgba = len(v.background) == 4 and v.background[3] < 1.0
+    check_output(output, rgba)
+    seq = _read_input(input_path, float(v.fps), line, skels_scale).resample(float(v.fps))
+    if len(seq) == 0:
+        raise RenderError(f"{input_path}: no frames to render")
+    model = load_avatar(avatar_path or cfg.resolve(a.path), a.bone_map)
+    settings = RetargetSettings(a.min_confidence, a.hold_seconds, a.ease_seconds, a.smoothing, a.finger_limits)
+    rotations = retarget_sequence(model.rig, seq, settings)
+    with AvatarRenderer(model, v.width, v.height, v.background, a.skinning, v.antialias) as renderer:
+        if output.suffix.lower() not in VIDEO_SUFFIXES:
+            index = len(seq) // 2 if frame is None else frame
+            if not 0 <= index < len(seq):
+                raise RenderError(f"--frame {index}: the clip has frames 0 to {len(seq) - 1}")
+            write_png(renderer.render(model.rig.fk(rotations[index])), output)
+            typer.echo(f"{output}: frame {index} of {len(seq)}")
+            return
+
+        def frames():
+            pending = None  # skin the next frame while the GL thread draws this one
+            for rot in rotations:
+                job = renderer.submit(model.rig.fk(rot))
+                if pending is not None:
+                    yield pending.result()
+                pending = job
+            yield pending.result()
+
+        count = write_video(frames(), output, float(v.fps), rgba)
+    typer.echo(f"{output}: {count} frames at {v.fps} fps, {v.width}×{v.height}")
