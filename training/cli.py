@@ -79,3 +79,44 @@ def data_preview(
         typer.echo(f"error [bad_argument]: {exc}", err=True)
         raise typer.Exit(2)
     typer.echo(f"wrote {n} frames to {out}")
+
+
+@data_app.command("lift")
+def data_lift(
+    input_dir: Path = typer.Argument(..., help="folder of clips: sub-folders of OpenPose JSON frames, or MediaPipe .pose files"),
+    out: Path = typer.Option(..., "--out", help="output folder (Prompt2Sign split; rerun to resume)"),
+    text: Path = typer.Option(None, "--text", help="transcripts: name<TAB>text[<TAB>gloss] a line; adds .text/.gloss"),
+    keep_stages: bool = typer.Option(False, "--keep-stages", help="keep each stage's output in OUT/stages/<clip>/"),
+    pose: bool = typer.Option(False, "--pose", help="also write OUT/pose/<clip>.pose"),
+    fps: float = typer.Option(25.0, "--fps", min=1.0, help="frame rate of OpenPose clips (JSON carries none)"),
+    split: str = typer.Option("train", "--split", help="name of the split files"),
+    batch: int = typer.Option(8, "--batch", min=1, help="clips optimized together"),
+) -> None:
+    """Lift 2D keypoints of your own videos to 3D and write Prompt2Sign training data."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from engines.errors import SignStreamError
+    from training.lift import run_lift
+
+    console = Console(stderr=True)
+    with Progress(TextColumn("[bold]lift"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                  TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task("", total=None)
+
+        def clip_done(name: str, error: str | None) -> None:
+            if error:
+                progress.console.print(f"[red]failed[/red] {name}: {error}", markup=True, highlight=False)
+            progress.update(task, advance=1, description=name)
+
+        try:
+            summary = run_lift(input_dir, out, text, keep_stages, pose, fps, split, batch,
+                               on_start=lambda total: progress.update(task, total=total), on_clip=clip_done)
+        except SignStreamError as exc:
+            console.print(f"error [{exc.code}]: {exc.message}", markup=False)
+            raise typer.Exit(2)
+    console.print(f"lifted {summary.lifted}, normalized (3D input) {summary.normalized}, "
+                  f"already done {summary.skipped}, failed {len(summary.failed)}; "
+                  f"{summary.written} clips in {out / split}.skels", markup=False)
+    if summary.failed:
+        raise typer.Exit(1)

@@ -43,6 +43,7 @@ from training.lift_stages import (
 )
 
 STAGE_NAMES = ("1_normalization", "2_prune", "3_interpolation", "4_initialization", "5_filtering")
+_STAGE_VALUES = ("x y confidence",) * 3 + ("x y z",) * 2  # 2D stages carry confidence, 3D ones depth
 _WORLD = "POSE_WORLD_LANDMARKS"
 
 
@@ -73,6 +74,8 @@ class Prepared:
 
 def prepare(kp: Keypoints2D, max_half_window_s: float = 0.5) -> Prepared:
     """Stages 1-4 for one clip. Raises LiftError with the reason when it cannot be lifted."""
+    if len(kp) and kp.empty_frames == len(kp):
+        raise LiftError(f"no person detected in any of its {len(kp)} frames")
     points, _, _ = normalize(kp.points, kp.confidence)
     kept = prune(kp.confidence)
     target, weight = points[kept], kp.confidence[kept]
@@ -190,7 +193,7 @@ def _save_clip(out: Path, result: LiftResult, keep_stages: bool, pose: bool) -> 
         folder = out / "stages" / result.name
         folder.mkdir(parents=True, exist_ok=True)
         for name, values in result.stages.items():
-            header = f"{name}: one frame a line, 50 joints × ({'x y confidence' if values.shape[-1] == 3 and name < '4' else 'x y z'})"
+            header = f"{name}: one frame a line, 50 joints × ({_STAGE_VALUES[STAGE_NAMES.index(name)]}), normalized units"
             if name == STAGE_NAMES[1]:
                 header += f"; kept input frames {result.kept.tolist()}"
             np.savetxt(folder / f"{name}.txt", values.reshape(len(values), -1), fmt="%.5g", header=header)
