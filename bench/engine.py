@@ -33,6 +33,12 @@ def keep_live(sched: Scheduler, n: int, lang: str, counter: list[int]) -> None:
         sched.submit(f"u{counter[0]}", WORDS[counter[0] % len(WORDS)], lang)
 
 
+def cancel_all(sched: Scheduler, counter: list[int]) -> None:
+    """End every unit this run submitted, so the backend starts the next run empty."""
+    for i in range(1, counter[0] + 1):
+        sched.cancel(f"u{i}")
+
+
 def concurrent(backend: SignLLMBackend, n: int, lang: str, ticks: int) -> dict:
     sched, counter = Scheduler([backend]), [0]
     keep_live(sched, n, lang, counter)
@@ -46,8 +52,7 @@ def concurrent(backend: SignLLMBackend, n: int, lang: str, ticks: int) -> dict:
         times.append(time.perf_counter() - t)
         frames += len(got)
         keep_live(sched, n, lang, counter)
-    for uid in list(sched._units):
-        sched.cancel(uid)
+    cancel_all(sched, counter)
     total = sum(times)
     return {"units": n, "frames_per_s": round(frames / total, 1), "per_unit_fps": round(ticks / total, 1),
             "tick_ms_p50": round(1e3 * float(np.percentile(times, 50)), 3),
@@ -66,8 +71,7 @@ def first_frame(backend: SignLLMBackend, lang: str, others: int, trials: int = 3
         out.append(time.perf_counter() - t)
         assert any(f.unit_id == f"probe{i}" for f in got)
         sched.cancel(f"probe{i}")
-    for uid in list(sched._units):
-        sched.cancel(uid)
+    cancel_all(sched, counter)
     return round(1e3 * float(np.median(out)), 3)
 
 
