@@ -28,7 +28,7 @@ from engines.formats.openpose import write_openpose_folder  # noqa: E402
 from engines.formats.posefile import LEXICON_DEPTH  # noqa: E402
 from engines.sequence import PoseSequence, concatenate  # noqa: E402
 from training.lift import lift_keypoints, run_lift  # noqa: E402
-from training.lift_eval import bone_length_error, flat, lexicon_clips, mpjpe, project  # noqa: E402
+from training.lift_eval import bone_length_error, flat, lexicon_clips, mpjpe, project, select  # noqa: E402
 
 
 def long_clips(n: int, frames: int, rng: np.random.Generator) -> list[PoseSequence]:
@@ -64,11 +64,10 @@ def accuracy(n: int) -> dict:
     for i in range(0, n, 8):
         results += lift_keypoints([kp for _, kp in pairs[i:i + 8]])
     for (gt, kp), res in zip(pairs, results):
-        ref = PoseSequence(gt.frames[res.kept], gt.confidence[res.kept], gt.fps)
-        ref_default = default_ref[kp.source]
-        ref_default = PoseSequence(ref_default.frames[res.kept], ref_default.confidence[res.kept], gt.fps)
+        ref = select(gt, res.kept)
+        ref_default = select(default_ref[kp.source], res.kept)
         bone_abs, bone_rel = bone_length_error(res.sequence, ref)
-        rows.append([mpjpe(res.sequence, ref), mpjpe(res.sequence, ref, align=False), mpjpe(flat(kp), gt),
+        rows.append([mpjpe(res.sequence, ref), mpjpe(res.sequence, ref, align=False), mpjpe(select(flat(kp), res.kept), ref),
                      bone_abs, bone_rel, mpjpe(res.sequence, ref_default), len(kp) - len(res.kept), len(kp)])
     m = np.nanmean(np.array(rows, dtype=np.float64), axis=0)
     s = np.nansum(np.array(rows, dtype=np.float64), axis=0)

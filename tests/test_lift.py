@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from pose_format import Pose
 from typer.testing import CliRunner
 
 from engines.formats.openpose import Keypoints2D, write_openpose_folder
@@ -18,7 +19,7 @@ from engines.sequence import PoseSequence
 from engines.skeleton import LIMBS, MIRROR, NUM_JOINTS, R_SHOULDER, R_WRIST, RIGHT_HAND
 from server.cli import app
 from training.lift import lift_keypoints
-from training.lift_eval import bone_length_error, flat, lexicon_clips, mpjpe, project
+from training.lift_eval import bone_length_error, flat, lexicon_clips, mpjpe, project, select
 from training.lift_stages import (
     BONE_GROUP,
     NUM_BONES,
@@ -122,9 +123,9 @@ def test_lifting_real_sign_motion(lexicon_2d: list[tuple[PoseSequence, Keypoints
     results = lift_keypoints([kp for _, kp in lexicon_2d])
     lifted, baseline, bones = [], [], []
     for (gt, kp), res in zip(lexicon_2d, results):
-        ref = PoseSequence(gt.frames[res.kept], gt.confidence[res.kept], gt.fps)
+        ref = select(gt, res.kept)
         lifted.append(mpjpe(res.sequence, ref))
-        baseline.append(mpjpe(flat(kp), gt))
+        baseline.append(mpjpe(select(flat(kp), res.kept), ref))
         bones.append(bone_length_error(res.sequence, ref)[1])
     assert np.mean(lifted) < 0.11
     assert np.mean(lifted) < 0.85 * np.mean(baseline)
@@ -177,8 +178,12 @@ def test_data_lift_command(tmp_path: Path, lexicon_2d: list[tuple[PoseSequence, 
         write_openpose_folder(kp, src / kp.source)
     mp3d = sorted(lexicon_dir.glob("ase/*.pose"))[0]
     shutil.copy(mp3d, src / "mp3d.pose")
+    # MediaPipe without world landmarks: its x and y are lifted.
+    holistic = Pose.read(mp3d.read_bytes())
+    with open(src / "mp2d.pose", "wb") as f:
+        holistic.get_components(["POSE_LANDMARKS", "LEFT_HAND_LANDMARKS", "RIGHT_HAND_LANDMARKS"]).write(f)
     bad = _bad_clips(src, good[0])
-    names = [kp.source for kp in good] + ["mp3d"]
+    names = [kp.source for kp in good] + ["mp2d", "mp3d"]
     transcripts = tmp_path / "t.tsv"
     transcripts.write_text("".join(f"{n}\ttext of {n}\tGLOSS-{i}\n" for i, n in enumerate(names))
                            + "".join(f"{n}\tx\n" for n in bad))
@@ -188,7 +193,7 @@ def test_data_lift_command(tmp_path: Path, lexicon_2d: list[tuple[PoseSequence, 
                               "--keep-stages", "--pose"])
     assert res.exit_code == 1, res.output  # some clips failed; the others were written
     summary = json.loads((out / "lift_summary.json").read_text())
-    assert summary["lifted"] == 2 and summary["normalized"] == 1
+    assert summary["lifted"] == 3 and summary["normalized"] == 1
     assert set(summary["failed"]) == set(bad)
     for name, words in bad.items():
         assert words in summary["failed"][name]
@@ -196,11 +201,12 @@ def test_data_lift_command(tmp_path: Path, lexicon_2d: list[tuple[PoseSequence, 
 
     records = {r.name: r for r in read_split(out, "train")}
     assert set(records) == set(names)
-    assert records["mp3d"].text == "text of mp3d" and records["mp3d"].gloss == "GLOSS-2"
+    assert records["mp3d"].text == "text of mp3d" and records["mp3d"].gloss == "GLOSS-3"
     # 3D input is only normalized: exactly what the reader gives, in canonical space.
     np.testing.assert_allclose(records["mp3d"].sequence.frames, read_pose(mp3d).frames, atol=1e-5)
     lifted = records[good[0].source].sequence
     assert len(lifted) <= len(good[0]) and np.abs(lifted.frames[..., 2]).max() > 0.1
+    assert np.abs(records["mp2d"].sequence.frames[..., 2] - read_pose(mp3d).frames[..., 2]).max() > 1e-3
     for name in names:
         assert read_pose(out / "pose" / f"{name}.pose").frames.shape[1:] == (NUM_JOINTS, 3)
     stage_files = sorted(p.name for p in (out / "stages" / good[0].source).iterdir())
@@ -213,7 +219,7 @@ def test_data_lift_command(tmp_path: Path, lexicon_2d: list[tuple[PoseSequence, 
     (out / "clips" / f"{good[1].source}.npz").unlink()
     res = runner.invoke(app, ["data", "lift", str(src), "--out", str(out), "--text", str(transcripts)])
     summary = json.loads((out / "lift_summary.json").read_text())
-    assert summary["skipped"] == 2 and summary["lifted"] == 1
+    assert summary["skipped"] == 3 and summary["lifted"] == 1
     assert (out / "train.skels").read_text() == before  # the lift is deterministic
 
 

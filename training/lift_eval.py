@@ -114,6 +114,11 @@ def bone_length_error(pred: PoseSequence, gt: PoseSequence) -> tuple[float, floa
     return float(err.mean()), float((err / g[ok]).mean())
 
 
+def select(seq: PoseSequence, frames: np.ndarray) -> PoseSequence:
+    """The given frames of a sequence (a lift drops pruned frames; compare like with like)."""
+    return PoseSequence(seq.frames[frames], seq.confidence[frames], seq.fps)
+
+
 def flat(kp: Keypoints2D) -> PoseSequence:
     """The baseline a lift must beat: the 2D points with zero depth, in canonical space."""
     from engines.canonical import image_to_canonical
