@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import torch
 from pose_format.pose_header import PoseHeader
 from pose_format.utils.reader import BufferReader
 
@@ -90,8 +91,6 @@ def prepare(kp: Keypoints2D, max_half_window_s: float = 0.5) -> Prepared:
 
 
 def _initial_positions(init: Init) -> np.ndarray:
-    import torch
-
     with torch.no_grad():
         pos = forward_kinematics(torch.from_numpy(init.log_lengths)[None], torch.from_numpy(init.root)[None],
                                  torch.from_numpy(init.directions)[None])
