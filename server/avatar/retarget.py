@@ -62,7 +62,7 @@ _SIGN = {"left": 1.0, "right": -1.0}  # the signer's left is canonical +x
 
 # Anatomical ranges in degrees, per segment: (least, most flexion), |spread| at most. Flexion curls
 # towards the palm; negative is hyperextension.
-FINGER_LIMITS = ((-30.0, 100.0, 30.0), (-10.0, 120.0, 20.0), (-20.0, 100.0, 20.0))
+FINGER_LIMITS = ((-30.0, 100.0, 30.0), (-10.0, 130.0, 20.0), (-20.0, 100.0, 20.0))
 # The thumb moves in a cone about where the hand carries it: most degrees from the rest direction.
 THUMB_CONE = (80.0, 90.0, 100.0)
 _SHOULDER_CONE = 20.0  # the clavicle only shrugs
@@ -262,7 +262,12 @@ class Retargeter:
             out = carried @ eased[ks]
             if ok.any():
                 c = carried[ok] @ self._b.rest_rot[ks[ok]]
-                aim = self._clamp(c, ks[ok], normalize(points[pb[ok]] - points[pa[ok]]))
+                following = None
+                if level == 0:  # the middle segments' aims, to fold an over-bent finger into its knuckle
+                    na, nb = self._finger_pts[1]
+                    following = normalize(points[nb[ok]] - points[na[ok]])
+                    following[~seen_pt[self._finger_need[1][ok]].all(axis=1)] = np.nan
+                aim = self._clamp(c, ks[ok], normalize(points[pb[ok]] - points[pa[ok]]), following)
                 out[ok] = swing(np.einsum("kij,kj->ki", c, self._b.dloc[ks[ok]]), aim) @ c
             g[ks + 1] = out
         local = self._to_locals(g)
@@ -379,11 +384,14 @@ class Retargeter:
                     lim[k, 3] = np.radians(THUMB_CONE[level])
         return lim
 
-    def _clamp(self, c: np.ndarray, ks: np.ndarray, t: np.ndarray) -> np.ndarray:
+    def _clamp(self, c: np.ndarray, ks: np.ndarray, t: np.ndarray, following: np.ndarray | None = None) -> np.ndarray:
         """Clamp target directions t (n, 3) to each segment's anatomical range.
 
         Flexion outside its range goes to the nearer limit around the circle: a finger that the
         input folds past a fist (flexion beyond ±180°) stays curled instead of flipping straight.
+        With `following` (the next segments' aims, NaN where unknown), a middle joint bent past
+        its range passes the excess to the knuckle: tracking flattens the depth of a curled
+        finger, so a fist arrives as a half-bent knuckle and an impossible middle joint.
         """
         if not self.settings.limits:
             return t
@@ -396,6 +404,11 @@ class Retargeter:
         if finger.any():
             td, tn, ta = (np.einsum("ki,ki->k", t, v) for v in (d, n, a))
             flex = np.arctan2(tn, td)
+            if following is not None:
+                f_abs = np.arctan2(np.einsum("ki,ki->k", following, n), np.einsum("ki,ki->k", following, d))
+                middle = np.mod(f_abs - flex + np.pi / 2, 2 * np.pi) - np.pi / 2  # in (-90°, 270°]
+                excess = np.nan_to_num(middle - np.radians(FINGER_LIMITS[1][1]), nan=0.0)
+                flex = flex + np.clip(excess, 0.0, np.maximum(lim[:, 1] - flex, 0.0))
             lo, hi = lim[:, 0], lim[:, 1]
             outside = (flex < lo) | (flex > hi)
             to_lo = np.abs(np.angle(np.exp(1j * (flex - lo))))

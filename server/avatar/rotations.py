@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 _EPS = 1e-9
 
 
 def normalize(v: np.ndarray) -> np.ndarray:
+    if v.ndim == 1:  # one vector: skip the batched machinery, it dominates at this size
+        return v / max(math.sqrt(float(v @ v)), _EPS)
     n = np.sqrt(np.einsum("...i,...i->...", v, v))[..., None]
     return v / np.maximum(n, _EPS)
 
@@ -26,6 +30,13 @@ def cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def axis_angle(axis: np.ndarray, angle: float | np.ndarray) -> np.ndarray:
     """Rotation matrices from axes (..., 3) and angles (...) (Rodrigues)."""
     axis = normalize(np.asarray(axis, dtype=np.float64))
+    if axis.ndim == 1 and np.ndim(angle) == 0:
+        x, y, z = (float(c) for c in axis)
+        c, s = math.cos(angle), math.sin(angle)
+        t = 1 - c
+        return np.array([[c + t * x * x, t * x * y - s * z, t * x * z + s * y],
+                         [t * x * y + s * z, c + t * y * y, t * y * z - s * x],
+                         [t * x * z - s * y, t * y * z + s * x, c + t * z * z]])
     angle = np.asarray(angle, dtype=np.float64)
     if angle.shape != axis.shape[:-1]:
         axis = np.broadcast_to(axis, np.broadcast_shapes(axis.shape, angle.shape + (3,)))

@@ -1,0 +1,176 @@
+"""Avatar benchmark: retargeting fidelity on real lexicon recordings, and speed. Prints JSON.
+
+    .venv/bin/python bench/avatar.py [--recordings 120] [--render-frames 150]
+
+Fidelity: forward kinematics of the retargeted avatar against the input (server/avatar/fidelity.py):
+mean angle between corresponding bone directions (both arms, every finger segment) and fingertip
+error with the input rebuilt at the avatar's proportions. Speed: per-frame retargeting (streaming,
+with smoothing), forward kinematics, skinning (rigid parts and full linear blend skinning), and
+rendering 512×512 offscreen. Wall times depend on what else runs: the machine's load average is
+reported alongside, and CPU time of this process is given for the CPU-only stages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from engines.formats.posefile import read_pose  # noqa: E402
+from engines.lexicon import bundled_lexicon_dir  # noqa: E402
+from server.avatar.build import ASSET  # noqa: E402
+from server.avatar.fidelity import Fidelity, measure  # noqa: E402
+from server.avatar.gltf import load_avatar  # noqa: E402
+from server.avatar.retarget import RetargetSettings, Retargeter, retarget_sequence  # noqa: E402
+from server.avatar.skinning import Skinner  # noqa: E402
+
+
+def pick_recordings(n: int) -> list[tuple[str, Path]]:
+    """n distinct recordings, spread evenly over every sign language of the lexicon."""
+    root = bundled_lexicon_dir()
+    by_lang: dict[str, list[Path]] = defaultdict(list)
+    seen = set()
+    with open(root / "index.csv", newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            if row["path"] not in seen:
+                seen.add(row["path"])
+                by_lang[row["signed_language"]].append(root / row["path"])
+    picked: list[tuple[str, Path]] = []
+    rounds = 0
+    while len(picked) < n and rounds < 1000:
+        for lang in sorted(by_lang):
+            paths = by_lang[lang]
+            if rounds < len(paths):
+                picked.append((lang, paths[(rounds * 7) % len(paths)]))
+        rounds += 1
+    return picked[:n]
+
+
+def ms(samples: list[float]) -> dict:
+    a = np.asarray(samples) * 1000
+    return {"mean": round(float(a.mean()), 3), "p50": round(float(np.median(a)), 3), "p95": round(float(np.percentile(a, 95)), 3)}
+
+
+def fidelity(avatar, recordings) -> dict:
+    total, per_lang = Fidelity(), defaultdict(Fidelity)
+    frames = 0
+    for lang, path in recordings:
+        seq = read_pose(path)
+        frames += len(seq)
+        result = measure(avatar.rig, seq, retarget_sequence(avatar.rig, seq))
+        total.add(result)
+        per_lang[lang].add(result)
+    out = total.summary()
+    out["fingertip_error_mean_mm"] = round(out.pop("fingertip_error_mean") * 1000, 2)  # our avatar is in metres
+    out["recordings"], out["frames"], out["languages"] = len(recordings), frames, len(per_lang)
+    out["bone_angle_mean_deg_by_language"] = {k: round(v.summary()["bone_angle_mean_deg"], 2) for k, v in sorted(per_lang.items())}
+    unlimited = Fidelity()
+    for _, path in recordings[::4]:
+        seq = read_pose(path)
+        unlimited.add(measure(avatar.rig, seq, retarget_sequence(avatar.rig, seq, RetargetSettings(smoothing=False, limits=False))))
+    out["without_limits_and_smoothing_bone_angle_mean_deg"] = unlimited.summary()["bone_angle_mean_deg"]
+    return out
+
+
+def cpu_speed(avatar, recordings) -> dict:
+    rig = avatar.rig
+    seqs = [read_pose(p).resample(25.0) for _, p in recordings[:40]]
+    skin = {m: Skinner(rig, avatar.mesh, m) for m in ("rigid", "lbs")}
+    t_ret, t_fk, t_skin = [], [], {m: [] for m in skin}
+    cpu0 = time.process_time()
+    wall0 = time.perf_counter()
+    n = 0
+    for seq in seqs:
+        rt = Retargeter(rig, seq.fps)
+        for pts, conf in zip(seq.frames.astype(np.float64), seq.confidence):
+            t0 = time.perf_counter()
+            local = rt.push(pts, conf)
+            t1 = time.perf_counter()
+            t_ret.append(t1 - t0)
+            if local is None:
+                continue
+            world = rig.fk(local)
+            t2 = time.perf_counter()
+            t_fk.append(t2 - t1)
+            for m, s in skin.items():
+                t3 = time.perf_counter()
+                s.skin(world)
+                t_skin[m].append(time.perf_counter() - t3)
+            n += 1
+    cpu = time.process_time() - cpu0
+    wall = time.perf_counter() - wall0
+    ret, fk, rigid, lbs = (np.mean(x) for x in (t_ret, t_fk, t_skin["rigid"], t_skin["lbs"]))
+    return {
+        "frames": n,
+        "retarget_ms": ms(t_ret),
+        "fk_ms": ms(t_fk),
+        "skin_rigid_ms": ms(t_skin["rigid"]),
+        "skin_lbs_ms": ms(t_skin["lbs"]),
+        "retarget_fk_skin_rigid_ms_mean": round(float(ret + fk + rigid) * 1000, 3),
+        "retarget_fk_skin_lbs_ms_mean": round(float(ret + fk + lbs) * 1000, 3),
+        "cpu_share_of_wall": round(cpu / wall, 3),  # < 1: this process waited for the CPU
+        "vertices": int(len(avatar.mesh.positions)),
+    }
+
+
+def render_speed(avatar, recordings, frames: int) -> dict:
+    from OpenGL import GL
+
+    from server.avatar.render import AvatarRenderer
+
+    seq = read_pose(recordings[0][1]).resample(25.0)
+    local = retarget_sequence(avatar.rig, seq)
+    worlds = [avatar.rig.fk(local[i % len(local)]) for i in range(frames)]
+    out = {"platform": os.environ.get("PYOPENGL_PLATFORM"), "triangles": int(len(avatar.mesh.indices))}
+    for samples in (0, 4):
+        with AvatarRenderer(avatar, 512, 512, samples=samples) as r:
+            if "gl_renderer" not in out:
+                out["gl_renderer"] = r._pool.submit(lambda: GL.glGetString(GL.GL_RENDERER).decode()).result()
+            r.render(worlds[0])
+            t0 = time.perf_counter()
+            for w in worlds:
+                r.render(w)
+            serial = (time.perf_counter() - t0) / frames
+            t0 = time.perf_counter()
+            pending = None
+            for w in worlds:  # skin the next frame while the GL thread draws this one
+                job = r.submit(w)
+                if pending is not None:
+                    pending.result()
+                pending = job
+            pending.result()
+            pipelined = (time.perf_counter() - t0) / frames
+            key = f"msaa{samples}"
+            out[f"{key}_frame_ms"] = round(serial * 1000, 2)
+            out[f"{key}_fps"] = round(1 / serial, 1)
+            out[f"{key}_pipelined_fps"] = round(1 / pipelined, 1)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--recordings", type=int, default=120)
+    parser.add_argument("--render-frames", type=int, default=150)
+    args = parser.parse_args()
+    avatar = load_avatar(ASSET)
+    recordings = pick_recordings(args.recordings)
+    result = {"avatar": str(ASSET.relative_to(ASSET.parents[3])), "load_average_start": [round(x, 2) for x in os.getloadavg()],
+              "cpu_count": os.cpu_count()}
+    result["fidelity"] = fidelity(avatar, recordings)
+    result["cpu"] = cpu_speed(avatar, recordings)
+    result["render_512"] = render_speed(avatar, recordings, args.render_frames)
+    result["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
