@@ -132,8 +132,9 @@ class Timeline:
 
     @property
     def starting(self) -> bool:
-        """A unit is buffered while the last frame given out belonged to none (rest, hold, easing back)."""
-        return bool(self.buffer) and self.last.unit == 0
+        """A unit is buffered and the last frame given out belonged to no unit or to the one before:
+        the frame clock may start it at once instead of at its next tick."""
+        return bool(self.buffer) and self.buffer[0].unit != self.last.unit
 
     def push(self, unit: int, segment: int, kind: str, points: np.ndarray, confidence: np.ndarray) -> None:
         """A frame of a unit from the engine; a transition is put in front of a unit's first frame."""
