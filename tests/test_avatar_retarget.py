@@ -182,3 +182,21 @@ def test_real_recordings_track_closely(avatar, lexicon_dir):
         assert rotations.shape == (len(seq), len(avatar.rig), 3, 3)
         summary = measure(avatar.rig, seq, rotations).summary()
         assert summary["bone_angle_mean_deg"] < 8.0, (path, summary)
+
+
+def test_bone_orientation_in_bind_pose_does_not_matter(avatar):
+    """Exported rigs give bones arbitrary local axes (Mixamo, Blender): same joints, same result."""
+    rig = avatar.rig
+    rng = np.random.default_rng(6)
+    bind = rig.bind.copy()
+    for j in range(len(rig)):
+        bind[j, :3, :3] = bind[j, :3, :3] @ axis_angle(normalize(rng.normal(size=3)), rng.uniform(0, np.pi))
+    twisted = Rig(rig.names, rig.parents, bind, rig.humanoid, rig.tips)
+    rt = Retargeter(rig, 25.0, EXACT)
+    pts = canonical_frame(rig, rig.fk(known_pose(rt, np.random.default_rng(7))))
+    conf = np.ones(NUM_JOINTS)
+    a = rig.fk(rt.solve(pts, conf))[:, :3, 3]
+    b = twisted.fk(Retargeter(twisted, 25.0, EXACT).solve(pts, conf))[:, :3, 3]
+    np.testing.assert_allclose(a, b, atol=1e-9)
+    ra, rb = (r.fk(Retargeter(r).rest)[:, :3, 3] for r in (rig, twisted))
+    np.testing.assert_allclose(ra, rb, atol=1e-9)

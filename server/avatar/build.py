@@ -29,6 +29,7 @@ HAND_SCALE = 1.15
 # Colours in sRGB.
 SKIN = (0.80, 0.55, 0.42)
 PALM = (0.90, 0.66, 0.55)
+NOSE = (0.84, 0.58, 0.46)
 NAIL = (0.96, 0.80, 0.76)
 SHIRT = (0.10, 0.13, 0.22)
 HAIR = (0.16, 0.10, 0.07)
@@ -155,10 +156,17 @@ class _Builder:
         self.parts.append(_Part(v, f, np.broadcast_to(np.asarray(color, float), v.shape).copy(), bone))
 
 
-def _head_surface(x: float, y: float, centre: np.ndarray, radii: tuple[float, float, float]) -> float:
-    """z of the front of the head ellipsoid above (x, y)."""
-    u = 1 - ((x - centre[0]) / radii[0]) ** 2 - ((y - centre[1]) / radii[1]) ** 2
-    return float(centre[2] + radii[2] * np.sqrt(max(u, 0.0)))
+# The head, bottom (chin) to top: height above the head centre, half-width, half-depth.
+_HEAD = np.array([(-0.118, 0, 0), (-0.112, 0.030, 0.036), (-0.098, 0.052, 0.062), (-0.075, 0.068, 0.080),
+                  (-0.045, 0.080, 0.091), (-0.010, 0.087, 0.097), (0.025, 0.089, 0.098), (0.060, 0.085, 0.093),
+                  (0.085, 0.074, 0.082), (0.103, 0.054, 0.060), (0.113, 0.030, 0.033), (0.117, 0, 0)])
+
+
+def _head_surface(x: float, y: float, centre: np.ndarray) -> float:
+    """z of the front of the head above (x, y), for placing the face on it."""
+    rx = np.interp(y - centre[1], _HEAD[:, 0], _HEAD[:, 1])
+    rz = np.interp(y - centre[1], _HEAD[:, 0], _HEAD[:, 2])
+    return float(centre[2] + rz * np.sqrt(max(1 - ((x - centre[0]) / max(rx, 1e-6)) ** 2, 0.0)))
 
 
 def _body(b: _Builder) -> None:
@@ -168,7 +176,7 @@ def _body(b: _Builder) -> None:
     b.joint("upperChest", "chest", (0, 1.32, 0))
     b.joint("neck", "upperChest", (0, 1.45, -0.005))
     b.joint("head", "neck", (0, 1.52, 0.0))
-    hc, hr = np.array([0.0, 1.628, 0.006]), (0.088, 0.112, 0.098)  # head ellipsoid centre and radii
+    hc = np.array([0.0, 1.628, 0.006])  # head centre; the face is placed on the _HEAD profile
     b.joint("jaw", "head", hc + (0, -0.073, 0.024))
     b.joint("browLeft", "head", hc + (0.035, 0.042, 0.079))
     b.joint("browRight", "head", hc + (-0.035, 0.042, 0.079))
@@ -181,30 +189,30 @@ def _body(b: _Builder) -> None:
     b.parts.append(_Part(v, f, np.broadcast_to(SHIRT, v.shape).copy(), "torso"))
     # Neck, head, hair (a bowl over the top and a cap over the back), ears, face.
     b.part(capsule((0, 1.43, -0.008), (0, 1.54, 0.0), 0.046, 0.043, segments=14), SKIN, "neck")
-    b.part(ellipsoid(hc, (hr[0], hr[2], hr[1]), segments=24, rings=14), SKIN, "head")
-    b.part(ellipsoid(hc + (0, -0.056, 0.022), (0.066, 0.066, 0.062), segments=18, rings=10), SKIN, "head")  # jaw line
-    top = (hr[0] + 0.009, hr[2] + 0.010, hr[1] + 0.008)
-    b.part(ellipsoid(hc + (0, 0.0, -0.004), top, axis=(0, -1, 0), side=(1, 0, 0), segments=24, rings=9,
-                     theta_max=np.radians(62)), HAIR, "head")
+    prof = np.stack([_HEAD[:, 0] - _HEAD[0, 0], _HEAD[:, 1], _HEAD[:, 2]], axis=1)
+    b.part(lathe(hc + (0, _HEAD[0, 0], 0), hc + (0, 1.0, 0), prof, np.array([1.0, 0, 0]), 24), SKIN, "head")
+    top = (0.104, 0.118, 0.122)  # hair over the crown: half-width, half-depth, half-height
+    b.part(ellipsoid(hc + (0, 0.008, -0.002), top, axis=(0, -1, 0), side=(1, 0, 0), segments=24, rings=9,
+                     theta_max=np.radians(66)), HAIR, "head")
     b.part(ellipsoid(hc + (0, 0.0, -0.006), (top[0] - 0.002, top[2] - 0.002, top[1] + 0.004), axis=(0, -0.25, 1.0),
                      side=(1, 0, 0), segments=24, rings=8, theta_max=np.radians(88)), HAIR, "head")
     for sx in (1, -1):
         b.part(ellipsoid(hc + (sx * 0.089, -0.010, -0.004), (0.014, 0.020, 0.030)), SKIN, "head")
         ex, ey = sx * 0.034, hc[1] + 0.007
-        ez = _head_surface(ex, ey, hc, hr)
+        ez = _head_surface(ex, ey, hc)
         b.part(ellipsoid((ex, ey, ez - 0.004), (0.016, 0.006, 0.012), axis=(0, 1, 0), segments=14, rings=8), EYE_WHITE, "head")
         b.part(ellipsoid((ex, ey - 0.001, ez + 0.001), (0.0085, 0.004, 0.0085), axis=(0, 1, 0), segments=12, rings=6), IRIS, "head")
         brow = "browLeft" if sx > 0 else "browRight"
         y0, y1 = hc[1] + 0.036, hc[1] + 0.033
-        z0, z1 = _head_surface(sx * 0.016, y0, hc, hr), _head_surface(sx * 0.054, y1, hc, hr)
+        z0, z1 = _head_surface(sx * 0.016, y0, hc), _head_surface(sx * 0.054, y1, hc)
         b.part(capsule((sx * 0.016, y0, z0 + 0.001), (sx * 0.054, y1, z1 + 0.001), 0.0045, 0.0035,
                        side=(0, 0, 1), segments=8, flat=0.6), BROW, brow)
-    nz = _head_surface(0, hc[1] - 0.023, hc, hr)
-    b.part(ellipsoid((0, hc[1] - 0.026, nz - 0.004), (0.011, 0.012, 0.02), axis=(0, 1, 0), segments=12, rings=8), PALM, "head")
+    nz = _head_surface(0, hc[1] - 0.023, hc)
+    b.part(ellipsoid((0, hc[1] - 0.026, nz - 0.004), (0.011, 0.012, 0.02), axis=(0, 1, 0), segments=12, rings=8), NOSE, "head")
     # A smile: a short arc of capsules on the jaw bone.
     xs = np.linspace(-0.027, 0.027, 5)
     pts = [(x, hc[1] - 0.056 + 0.009 * (x / 0.027) ** 2) for x in xs]
-    pts = [(x, y, _head_surface(x, y, hc, hr) + 0.002) for x, y in pts]
+    pts = [(x, y, _head_surface(x, y, hc) + 0.002) for x, y in pts]
     for p, q in zip(pts, pts[1:]):
         b.part(capsule(p, q, 0.0042, 0.0042, side=(0, 1, 0), segments=8, n_cap=2, flat=0.8), LIPS, "jaw")
 

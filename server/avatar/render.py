@@ -162,7 +162,7 @@ class AvatarRenderer:
         self._vertex_data[:, 6:] = sk.colors
         pos, nrm = sk.skin(self.avatar.rig.bind)
         material = pr.MetallicRoughnessMaterial(baseColorFactor=[1.0, 1.0, 1.0, 1.0], metallicFactor=0.0,
-                                                roughnessFactor=0.8, doubleSided=True)
+                                                roughnessFactor=0.8, doubleSided=False)
         self._primitive = pr.Primitive(positions=pos.copy(), normals=nrm.copy(), color_0=sk.colors,
                                        indices=sk.indices.reshape(-1, 3), material=material, mode=4)
         mesh = pr.Mesh([self._primitive])
@@ -227,7 +227,10 @@ def _renderer_class(pr, samples: int):
             GL.glBindFramebuffer(GL.GL_DRAW_FRAMEBUFFER, self._main_fb)
             GL.glFramebufferRenderbuffer(GL.GL_DRAW_FRAMEBUFFER, GL.GL_COLOR_ATTACHMENT0, GL.GL_RENDERBUFFER, self._main_cb)
             GL.glFramebufferRenderbuffer(GL.GL_DRAW_FRAMEBUFFER, GL.GL_DEPTH_ATTACHMENT, GL.GL_RENDERBUFFER, self._main_db)
-            # The draw target: multisampled when asked; samples=0 makes plain storage.
+            if samples == 0:  # draw straight into the read-back target: no resolve blit
+                self._main_fb_ms, self._main_cb_ms, self._main_db_ms = self._main_fb, self._main_cb, self._main_db
+                self._main_fb_dims = (w, h)
+                return
             self._main_cb_ms, self._main_db_ms = GL.glGenRenderbuffers(2)
             GL.glBindRenderbuffer(GL.GL_RENDERBUFFER, self._main_cb_ms)
             GL.glRenderbufferStorageMultisample(GL.GL_RENDERBUFFER, samples, GL.GL_RGBA8, w, h)
@@ -241,9 +244,10 @@ def _renderer_class(pr, samples: int):
 
         def _read_main_framebuffer(self, scene, flags):
             width, height = self._main_fb_dims
-            GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, self._main_fb_ms)
-            GL.glBindFramebuffer(GL.GL_DRAW_FRAMEBUFFER, self._main_fb)
-            GL.glBlitFramebuffer(0, 0, width, height, 0, 0, width, height, GL.GL_COLOR_BUFFER_BIT, GL.GL_NEAREST)
+            if samples:  # resolve the multisampled image
+                GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, self._main_fb_ms)
+                GL.glBindFramebuffer(GL.GL_DRAW_FRAMEBUFFER, self._main_fb)
+                GL.glBlitFramebuffer(0, 0, width, height, 0, 0, width, height, GL.GL_COLOR_BUFFER_BIT, GL.GL_NEAREST)
             GL.glBindFramebuffer(GL.GL_READ_FRAMEBUFFER, self._main_fb)
             fmt, ch = (GL.GL_RGBA, 4) if flags & pr.RenderFlags.RGBA else (GL.GL_RGB, 3)
             GL.glPixelStorei(GL.GL_PACK_ALIGNMENT, 1)
