@@ -66,10 +66,12 @@ def test_mixamo_names_and_bone_map(tmp_path):
         load_avatar(odd, {"Bip_leftHand": "leftPaw"})
 
 
-def test_avatar_facing_minus_z_is_turned(tmp_path):
-    """A VRM 0.x-style avatar faces −z with its left hand at −x: the loader turns it round."""
+@pytest.mark.parametrize("turn", [np.diag([-1.0, 1.0, -1.0]), np.array([[1.0, 0, 0], [0, 0, -1], [0, 1, 0]])],
+                         ids=["faces-minus-z", "z-up"])
+def test_avatar_facing_is_normalised(tmp_path, turn):
+    """A VRM 0.x-style avatar faces −z with its left hand at −x; some exporters are z-up: the
+    loader turns both to face +z with y up."""
     rig, mesh = build()
-    turn = np.diag([-1.0, 1.0, -1.0])
     rig.bind[:, :3, :] = turn @ rig.bind[:, :3, :]
     rig.tips = {j: turn @ p for j, p in rig.tips.items()}
     mesh.positions = (mesh.positions @ turn.T).astype(np.float32)
