@@ -66,7 +66,13 @@ def pyrender() -> ModuleType:
     """Import pyrender once, on the chosen platform."""
     global _pyrender
     if _pyrender is None:
-        os.environ["PYOPENGL_PLATFORM"] = choose_platform()
+        platform = os.environ["PYOPENGL_PLATFORM"] = choose_platform()
+        if platform == "osmesa":
+            try:
+                from OpenGL.osmesa import OSMesaCreateContextAttribs  # noqa: F401
+            except ImportError:
+                raise RenderError("EGL is unavailable and the OSMesa fallback needs PyOpenGL ≥ 3.1.5 "
+                                  "(pyrender creates OSMesa core-profile contexts)") from None
         import numpy as np
 
         if not hasattr(np, "infty"):

@@ -165,6 +165,7 @@ class Retargeter:
                          np.einsum("kij,kj->ki", bt, a_world))
         self._k = {name: k for k, name in enumerate(self.names)}
         self._limits = self._finger_limits()
+        self._basis = np.stack([self._b.dloc, self._b.nloc, self._b.aloc], axis=-1)  # (K, 3, 3), joint frame
         # The rotation taking a palm frame to the hand bone's world rotation, per side.
         self._palm_to_hand = {side: self._palm_rest[side].T @ b_world[hb[f"{side}Hand"]] for side in SIDES}
         self._arm_k = [tuple(self._k[b] for b in arm_bones(side)) for side in SIDES]
@@ -395,17 +396,17 @@ class Retargeter:
         """
         if not self.settings.limits:
             return t
-        d = np.einsum("kij,kj->ki", c, self._b.dloc[ks])
-        n = np.einsum("kij,kj->ki", c, self._b.nloc[ks])
-        a = np.einsum("kij,kj->ki", c, self._b.aloc[ks])
+        basis = c @ self._basis[ks]  # columns: bone direction, flexion direction, spread axis
+        d, n, a = basis[..., 0], basis[..., 1], basis[..., 2]
         lim = self._limits[ks]
         out = t.copy()
         finger = lim[:, 3] == 0
         if finger.any():
-            td, tn, ta = (np.einsum("ki,ki->k", t, v) for v in (d, n, a))
+            td, tn, ta = np.einsum("kji,kj->ik", basis, t)
             flex = np.arctan2(tn, td)
             if following is not None:
-                f_abs = np.arctan2(np.einsum("ki,ki->k", following, n), np.einsum("ki,ki->k", following, d))
+                fd, fn, _ = np.einsum("kji,kj->ik", basis, following)
+                f_abs = np.arctan2(fn, fd)
                 middle = np.mod(f_abs - flex + np.pi / 2, 2 * np.pi) - np.pi / 2  # in (-90°, 270°]
                 excess = np.nan_to_num(middle - np.radians(FINGER_LIMITS[1][1]), nan=0.0)
                 flex = flex + np.clip(excess, 0.0, np.maximum(lim[:, 1] - flex, 0.0))

@@ -58,16 +58,30 @@ def axis_angle(axis: np.ndarray, angle: float | np.ndarray) -> np.ndarray:
 
 
 def swing(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """The smallest rotation taking unit vector a to unit vector b (no twist about either)."""
+    """The smallest rotation taking direction a to direction b (no twist about either).
+
+    For unit a, b with v = a × b and c = a · b it is c·I + [v]× + v vᵀ / (1 + c): no trigonometry.
+    """
     a, b = normalize(a), normalize(b)
-    axis = cross(a, b)
-    s = np.sqrt(np.einsum("...i,...i->...", axis, axis))
+    v = cross(a, b)
     c = np.einsum("...i,...i->...", a, b)
-    opposite = (s < 1e-7) & (c < 0)
-    if np.any(opposite):  # any axis perpendicular to a will do
+    out = np.empty(v.shape + (3,))
+    x, y, z = v[..., 0], v[..., 1], v[..., 2]
+    k = 1.0 / np.maximum(1.0 + c, 1e-12)
+    out[..., 0, 0] = c + x * x * k
+    out[..., 0, 1] = -z + x * y * k
+    out[..., 0, 2] = y + x * z * k
+    out[..., 1, 0] = z + x * y * k
+    out[..., 1, 1] = c + y * y * k
+    out[..., 1, 2] = -x + y * z * k
+    out[..., 2, 0] = -y + x * z * k
+    out[..., 2, 1] = x + y * z * k
+    out[..., 2, 2] = c + z * z * k
+    opposite = c < -1 + 1e-9
+    if np.any(opposite):  # half a turn about any axis perpendicular to a
         perp = cross(a, np.where(np.abs(a[..., :1]) < 0.9, [1.0, 0, 0], [0, 1.0, 0]))
-        axis = np.where(opposite[..., None], perp, axis)
-    return axis_angle(axis, np.arctan2(s, c))
+        out = np.where(opposite[..., None, None], axis_angle(perp, np.pi), out)
+    return out
 
 
 def twist_angle(rot: np.ndarray, axis: np.ndarray) -> np.ndarray:
