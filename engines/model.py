@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from engines.counter import reached_end
 from engines.skeleton import FRAME_VALUES
 
 STEP_VALUES = FRAME_VALUES + 1  # 150 joint values + progress counter
@@ -306,7 +307,7 @@ class SignLLM(nn.Module):
     def generate(self, tokens: Tensor, lang: Tensor, max_frames: int = 400,
                  noise_std: float = 0.0) -> list[Tensor]:
         """Real inference: feed back own frames and own counter; each item stops when its
-        counter reaches 1 or at max_frames. Returns one (T_i, 151) canonical tensor per item.
+        counter reaches 1 (engines.counter.reached_end) or at max_frames. Returns one (T_i, 151) canonical tensor per item.
 
         noise_std > 0 samples from the Gaussian pose policy (std in model space) instead of
         taking its mean; this is the RL rollout.
@@ -319,13 +320,14 @@ class SignLLM(nn.Module):
         length = torch.full((B,), max_frames, dtype=torch.long)
         done = torch.zeros(B, dtype=torch.bool)
         for t in range(max_frames):
+            previous = frame[:, FRAME_VALUES]
             frame, cache = self.step(frame, mem, cache)
             if noise_std > 0:
                 noise = torch.randn_like(frame) * noise_std
                 noise[:, :FRAME_VALUES] *= self.pose_std
                 frame = frame + noise
             outs.append(frame)
-            stop = (frame[:, FRAME_VALUES] >= 1.0) & ~done
+            stop = reached_end(frame[:, FRAME_VALUES], previous) & ~done
             length[stop] = t + 1
             done |= stop
             if bool(done.all()):

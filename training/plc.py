@@ -19,7 +19,7 @@ the next frame (model space). For a prompt, K rollouts a^(k) are sampled free-ru
 feeds back its own sampled frames and counter), rewarded R_k = -DTW-MJE(a^(k), reference), and
 compared with the leave-one-out baseline b_k = mean_{j≠k} R_j (RLOO). Then
 
-  L_RL = -mean_k [ Â_k · (1/T_k) Σ_t log π(a_t^(k) | a_<t^(k)) ],   Â = (R - b) / (std(R - b) + ε)
+  L_RL = -mean_k [ Â_k · (1/T_k) Σ_t (1/151) log π(a_t^(k) | a_<t^(k)) ],   Â = (R - b) / (std(R - b) + ε)
 
 where log π is recomputed with gradients in one teacher-forced pass over the sampled sequence.
 The total loss is L = L_MSE + λ_RL · L_RL.

@@ -1,0 +1,68 @@
+"""Evaluation: DTW-MJE of real inference on a corpus split, overall and per language, and the
+trivial mean-sequence baseline that gives the numbers a floor to beat."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engines.model import load_model
+from engines.skeleton import FRAME_VALUES
+from engines.tokenizer import Tokenizer
+from training.dtw import dtw_mje
+from training.train import Example, corpus_languages, decode_dtw, load_split
+
+
+def summarise(scores: list[float], examples: list[Example]) -> dict:
+    """Overall mean DTW over sequences, and per language."""
+    per: dict[str, list[float]] = {}
+    for s, e in zip(scores, examples):
+        per.setdefault(e.language, []).append(s)
+    return {"dtw": float(np.mean(scores)), "n": len(scores),
+            "per_language": {k: {"dtw": float(np.mean(v)), "n": len(v)} for k, v in sorted(per.items())}}
+
+
+def evaluate_checkpoint(checkpoint: str | Path, corpus: str | Path, split: str = "test", max_frames: int = 400,
+                        limit: int = 0, threads: int = 1, cache: Path | None = None) -> dict:
+    """Decode every sequence of a split (own frames, own counter) and score it against the reference."""
+    torch.set_num_threads(threads)
+    checkpoint, corpus = Path(checkpoint), Path(corpus)
+    model = load_model(checkpoint)
+    tokenizer = Tokenizer.load(checkpoint / "tokenizer.model")
+    languages = corpus_languages(corpus, [lang for lang in model.cfg.languages])
+    examples = load_split(corpus, languages, split, cache=cache)
+    if limit:
+        examples = examples[:limit]
+    start = time.perf_counter()
+    scores = decode_dtw(model, tokenizer, model.cfg.languages, examples, max_frames)
+    seconds = time.perf_counter() - start
+    result = summarise(scores, examples)
+    result |= {"split": split, "checkpoint": str(checkpoint), "decode_seconds": round(seconds, 1)}
+    return result
+
+
+def mean_sequence(examples: list[Example]) -> np.ndarray:
+    """The average sequence: every sequence resampled to the median length, averaged frame by frame."""
+    length = int(np.median([len(e.steps) for e in examples]))
+    grid = np.linspace(0, 1, length)
+    acc = np.zeros((length, FRAME_VALUES))
+    for e in examples:
+        src = np.linspace(0, 1, len(e.steps))
+        acc += np.stack([np.interp(grid, src, e.steps[:, j]) for j in range(FRAME_VALUES)], axis=1)
+    counter = np.arange(1, length + 1) / length
+    return np.concatenate([acc / len(examples), counter[:, None]], axis=1).astype(np.float32)
+
+
+def mean_baseline(corpus: str | Path, split: str = "test", languages: list[str] | None = None,
+                  cache: Path | None = None) -> dict:
+    """DTW of predicting each language's mean training sequence for every input."""
+    corpus = Path(corpus)
+    langs = corpus_languages(corpus, languages or [])
+    train = load_split(corpus, langs, "train", cache=cache)
+    test = load_split(corpus, langs, split, cache=cache)
+    means = {lang: mean_sequence([e for e in train if e.language == lang]) for lang in langs}
+    scores = [dtw_mje(e.steps, means[e.language]) for e in test]
+    return summarise(scores, test) | {"split": split, "model": "mean sequence per language"}
