@@ -67,7 +67,7 @@ class CorpusSection:
 
 @dataclass
 class LiveSection:
-    """The live pipeline: motion timeline and backlog policy (see docs/live.md)."""
+    """The live pipeline: motion timeline and backlog policy (see the README, "The live server")."""
 
     default_language: str = "ase"
     lookahead_s: float = 0.5
