@@ -7,20 +7,13 @@ needs what it changes.
 
 from __future__ import annotations
 
-import tomllib
-import types
-import typing
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from engines.errors import SignStreamError
+from engines.typed_config import ConfigError, load_toml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = REPO_ROOT / "config.toml"
-
-
-class ConfigError(SignStreamError):
-    code = "bad_config"
 
 
 @dataclass
@@ -124,64 +117,4 @@ class Config:
 
 def load_config(path: str | Path | None = None) -> Config:
     """Load and validate a config file (the repository's `config.toml` by default)."""
-    path = Path(path) if path is not None else DEFAULT_CONFIG
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    return _build(Config, raw, path, prefix="")
-
-
-def _build(cls: type, raw: dict, path: Path, prefix: str):
-    known = {f.name: f for f in fields(cls)}
-    unknown = sorted(set(raw) - set(known))
-    if unknown:
-        names = ", ".join(f"'{prefix}{k}'" for k in unknown)
-        raise ConfigError(f"{path}: unknown key {names} (known: {', '.join(sorted(known))})")
-    hints = typing.get_type_hints(cls)
-    values = {}
-    for name, value in raw.items():
-        key = f"{prefix}{name}"
-        hint = hints[name]
-        if is_dataclass(hint):
-            if not isinstance(value, dict):
-                raise ConfigError(f"{path}: '{key}' must be a table [{key}]")
-            values[name] = _build(hint, value, path, prefix=f"{key}.")
-        else:
-            values[name] = _check(value, hint, key, path)
-    return cls(**values)
-
-
-def _check(value, hint, key: str, path: Path):
-    origin = typing.get_origin(hint)
-    args = typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        for arg in args:
-            try:
-                return _check(value, arg, key, path)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{path}: '{key}' must be {_name(hint)}, got {type(value).__name__} {value!r}")
-    if origin is list:
-        if not isinstance(value, list):
-            raise ConfigError(f"{path}: '{key}' must be a list, got {type(value).__name__} {value!r}")
-        return [_check(v, args[0], f"{key}[{i}]", path) for i, v in enumerate(value)]
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{path}: '{key}' must be a table, got {type(value).__name__} {value!r}")
-        return {k: _check(v, args[1], f"{key}.{k}", path) for k, v in value.items()}
-    if hint is type(None):
-        if value is not None:
-            raise ConfigError(f"{path}: '{key}' must be empty")
-        return value
-    if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
-        raise ConfigError(f"{path}: '{key}' must be {_name(hint)}, got {type(value).__name__} {value!r}")
-    return value
-
-
-def _name(hint) -> str:
-    return getattr(hint, "__name__", str(hint))
+    return load_toml(Config, Path(path) if path is not None else DEFAULT_CONFIG)

@@ -27,7 +27,7 @@ from engines.formats.prompt2sign import read_split
 from engines.model import STEP_VALUES, ModelConfig, SignLLM, count_parameters, save_model
 from engines.skeleton import FRAME_VALUES
 from engines.tokenizer import Tokenizer
-from server.config import ConfigError, _build
+from engines.typed_config import ConfigError, build as _build
 from training.dtw import dtw_mje
 from training.plc import PriorityChannel, keypoint_quality, rloo_advantages
 
