@@ -177,7 +177,7 @@ class Memory:
     cross_v: Tensor
     bias: Tensor  # (B, 1, 1, N) additive: 0 for tokens, NEG for padding
     n_tokens: Tensor  # (B,) float
-    group: Tensor  # (B,) long: the MLSF group of each item
+    group: Tensor  # (B,) long: the language index of each item (MLSF groups and pose statistics are gathered by it)
 
 
 @dataclass
@@ -208,9 +208,11 @@ class SignLLM(nn.Module):
         self.kappa0 = nn.Parameter(torch.tensor(3.0))
         self.dec_ln = nn.LayerNorm(d)
         self.head = nn.Linear(d, STEP_VALUES * cfg.future)
-        # Poses are normalised per value (set from the training data); the counter is not.
-        self.register_buffer("pose_mean", torch.zeros(FRAME_VALUES))
-        self.register_buffer("pose_std", torch.ones(FRAME_VALUES))
+        # Poses are normalised per language and value (statistics of the training data; languages'
+        # recordings differ in scale, and one language's spread must not drown another's detail).
+        # The counter is not normalised.
+        self.register_buffer("pose_mean", torch.zeros(len(cfg.languages), FRAME_VALUES))
+        self.register_buffer("pose_std", torch.ones(len(cfg.languages), FRAME_VALUES))
         with torch.no_grad():
             self.advance.weight.mul_(0.1)
             # ≈ 2 tokens (letter + '-') per ~14 frames: softplus(b) ≈ 0.14.
@@ -218,12 +220,19 @@ class SignLLM(nn.Module):
 
     # --- normalisation --------------------------------------------------------------------
 
-    def normalise(self, x: Tensor) -> Tensor:
-        """(…, 151) canonical + counter → model space."""
-        return torch.cat([(x[..., :FRAME_VALUES] - self.pose_mean) / self.pose_std, x[..., FRAME_VALUES:]], dim=-1)
+    def pose_stats(self, lang: Tensor, ndim: int) -> tuple[Tensor, Tensor]:
+        """Mean and std of each item's language, shaped to broadcast over (B, [T,] 150)."""
+        shape = (lang.shape[0],) + (1,) * (ndim - 2) + (FRAME_VALUES,)
+        return self.pose_mean[lang].view(shape), self.pose_std[lang].view(shape)
 
-    def denormalise(self, y: Tensor) -> Tensor:
-        return torch.cat([y[..., :FRAME_VALUES] * self.pose_std + self.pose_mean, y[..., FRAME_VALUES:]], dim=-1)
+    def normalise(self, x: Tensor, lang: Tensor) -> Tensor:
+        """(B, [T,] 151) canonical + counter → model space."""
+        mean, std = self.pose_stats(lang, x.ndim)
+        return torch.cat([(x[..., :FRAME_VALUES] - mean) / std, x[..., FRAME_VALUES:]], dim=-1)
+
+    def denormalise(self, y: Tensor, lang: Tensor) -> Tensor:
+        mean, std = self.pose_stats(lang, y.ndim)
+        return torch.cat([y[..., :FRAME_VALUES] * std + mean, y[..., FRAME_VALUES:]], dim=-1)
 
     def group_of(self, lang: Tensor) -> Tensor:
         return lang if self.cfg.mlsf else torch.zeros_like(lang)
@@ -241,7 +250,7 @@ class SignLLM(nn.Module):
             x = layer(x, bias, group)
         x = self.enc_ln(x)
         ks, vs = zip(*(layer.cross.keys_values(x) for layer in self.dec))
-        return Memory(torch.stack(ks), torch.stack(vs), bias, (~pad).sum(1).to(torch.float32), group)
+        return Memory(torch.stack(ks), torch.stack(vs), bias, (~pad).sum(1).to(torch.float32), lang)
 
     # --- decoder --------------------------------------------------------------------------
 
@@ -257,6 +266,7 @@ class SignLLM(nn.Module):
         past_bias = past.bias if past is not None else x.new_zeros(B, 1, 1, 0)
         self_bias = torch.cat([past_bias.expand(B, 1, T, -1), causal.view(1, 1, T, T).expand(B, 1, T, T)], dim=-1)
         new_k, new_v, kappa = [], [], None
+        group = self.group_of(mem.group)
         for i, layer in enumerate(self.dec):
             if i == 1:
                 # Read position: a non-negative increment a frame, summed over the sequence.
@@ -268,7 +278,7 @@ class SignLLM(nn.Module):
                 k, v = torch.cat([past.k[i], k], dim=2), torch.cat([past.v[i], v], dim=2)
             new_k.append(k)
             new_v.append(v)
-            x = layer(x, k, v, self_bias, mem.cross_k[i], mem.cross_v[i], mem.bias, kappa, mem.group)
+            x = layer(x, k, v, self_bias, mem.cross_k[i], mem.cross_v[i], mem.bias, kappa, group)
         out = self.head(self.dec_ln(x))
         cache = Cache(torch.stack(new_k), torch.stack(new_v),
                       torch.cat([past_bias, x.new_zeros(B, 1, 1, T)], dim=-1), kappa[:, -1], pos[:, -1] + 1)
@@ -281,7 +291,7 @@ class SignLLM(nn.Module):
         T = frames_in.shape[1]
         causal = torch.triu(frames_in.new_full((T, T), NEG), diagonal=1)
         pos = torch.arange(T, device=frames_in.device).expand(frames_in.shape[0], T)
-        out, _ = self._decode(self.normalise(frames_in), pos, mem, None, causal)
+        out, _ = self._decode(self.normalise(frames_in, lang), pos, mem, None, causal)
         return out.view(*out.shape[:2], self.cfg.future, STEP_VALUES)
 
     def start(self, mem: Memory) -> Cache:
@@ -294,9 +304,9 @@ class SignLLM(nn.Module):
 
     def step(self, frame: Tensor, mem: Memory, cache: Cache) -> tuple[Tensor, Cache]:
         """One decoder step: the previous frame (B, 151) canonical → the next frame (B, 151) canonical."""
-        out, cache = self._decode(self.normalise(frame).unsqueeze(1), cache.pos.unsqueeze(1), mem, cache,
+        out, cache = self._decode(self.normalise(frame, mem.group).unsqueeze(1), cache.pos.unsqueeze(1), mem, cache,
                                   frame.new_zeros(1, 1))
-        return self.denormalise(out[:, 0, :STEP_VALUES]), cache
+        return self.denormalise(out[:, 0, :STEP_VALUES], mem.group), cache
 
     @staticmethod
     def bos(batch: int, device: torch.device | None = None) -> Tensor:
@@ -324,7 +334,7 @@ class SignLLM(nn.Module):
             frame, cache = self.step(frame, mem, cache)
             if noise_std > 0:
                 noise = torch.randn_like(frame) * noise_std
-                noise[:, :FRAME_VALUES] *= self.pose_std
+                noise[:, :FRAME_VALUES] *= self.pose_std[lang]
                 frame = frame + noise
             outs.append(frame)
             stop = reached_end(frame[:, FRAME_VALUES], previous) & ~done

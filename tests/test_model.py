@@ -32,7 +32,7 @@ def test_incremental_steps_equal_teacher_forcing() -> None:
     model = tiny(future=2)
     tokens, lang, frames = batch()
     with torch.no_grad():
-        full = model.denormalise(model(tokens, lang, frames)[:, :, 0])
+        full = model.denormalise(model(tokens, lang, frames)[:, :, 0], lang)
         mem = model.encode(tokens, lang)
         cache = model.start(mem)
         steps = []
@@ -65,6 +65,13 @@ def test_mlsf_routes_each_language_to_its_group() -> None:
         after = model(tokens, lang, frames)
     changed = (before - after).abs().flatten(1).amax(1)
     assert changed[1] > 1e-3 and changed[0] == 0 and changed[2] == 0
+    # Pose statistics are per language too.
+    with torch.no_grad():
+        model.pose_std[2].mul_(2.0)
+        rescaled = model(tokens, lang, frames)
+    changed = (after - rescaled).abs().flatten(1).amax(1)
+    assert changed[2] > 1e-3 and changed[0] == 0 and changed[1] == 0
+    after = rescaled
     # A batch mixing languages computes what each language computes alone.
     with torch.no_grad():
         alone = torch.cat([model(tokens[i : i + 1], lang[i : i + 1], frames[i : i + 1]) for i in range(3)])

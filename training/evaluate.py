@@ -25,17 +25,28 @@ def summarise(scores: list[float], examples: list[Example]) -> dict:
             "per_language": {k: {"dtw": float(np.mean(v)), "n": len(v)} for k, v in sorted(per.items())}}
 
 
+def first_per_language(examples: list[Example], n: int) -> list[Example]:
+    """The first n examples of each language (all when n is 0): a stratified, reproducible subset."""
+    if not n:
+        return examples
+    seen: dict[str, int] = {}
+    out = []
+    for e in examples:
+        seen[e.language] = seen.get(e.language, 0) + 1
+        if seen[e.language] <= n:
+            out.append(e)
+    return out
+
+
 def evaluate_checkpoint(checkpoint: str | Path, corpus: str | Path, split: str = "test", max_frames: int = 400,
-                        limit: int = 0, threads: int = 1, cache: Path | None = None) -> dict:
+                        per_language: int = 0, threads: int = 1, cache: Path | None = None) -> dict:
     """Decode every sequence of a split (own frames, own counter) and score it against the reference."""
     torch.set_num_threads(threads)
     checkpoint, corpus = Path(checkpoint), Path(corpus)
     model = load_model(checkpoint)
     tokenizer = Tokenizer.load(checkpoint / "tokenizer.model")
     languages = corpus_languages(corpus, [lang for lang in model.cfg.languages])
-    examples = load_split(corpus, languages, split, cache=cache)
-    if limit:
-        examples = examples[:limit]
+    examples = first_per_language(load_split(corpus, languages, split, cache=cache), per_language)
     start = time.perf_counter()
     scores = decode_dtw(model, tokenizer, model.cfg.languages, examples, max_frames)
     seconds = time.perf_counter() - start
@@ -57,12 +68,12 @@ def mean_sequence(examples: list[Example]) -> np.ndarray:
 
 
 def mean_baseline(corpus: str | Path, split: str = "test", languages: list[str] | None = None,
-                  cache: Path | None = None) -> dict:
+                  cache: Path | None = None, per_language: int = 0) -> dict:
     """DTW of predicting each language's mean training sequence for every input."""
     corpus = Path(corpus)
     langs = corpus_languages(corpus, languages or [])
     train = load_split(corpus, langs, "train", cache=cache)
-    test = load_split(corpus, langs, split, cache=cache)
+    test = first_per_language(load_split(corpus, langs, split, cache=cache), per_language)
     means = {lang: mean_sequence([e for e in train if e.language == lang]) for lang in langs}
     scores = [dtw_mje(e.steps, means[e.language]) for e in test]
     return summarise(scores, test) | {"split": split, "model": "mean sequence per language"}

@@ -216,12 +216,16 @@ def pad_steps(seqs: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(out), torch.from_numpy(mask)
 
 
-def fit_normalisation(model: SignLLM, sequences: list[np.ndarray]) -> None:
-    """Per-value mean and std of the training poses (std floored: the neck is always 0)."""
-    values = np.concatenate([s[:, :FRAME_VALUES] for s in sequences])
-    with torch.no_grad():
-        model.pose_mean.copy_(torch.from_numpy(values.mean(0, dtype=np.float64)))
-        model.pose_std.copy_(torch.from_numpy(np.maximum(values.std(0, dtype=np.float64), 0.05)))
+def fit_normalisation(model: SignLLM, examples: list[Example]) -> None:
+    """Per-language, per-value mean and std of the training poses (std floored: the neck is always 0)."""
+    for i, lang in enumerate(model.cfg.languages):
+        values = [e.steps[:, :FRAME_VALUES] for e in examples if e.language == lang]
+        if not values:
+            continue
+        values = np.concatenate(values)
+        with torch.no_grad():
+            model.pose_mean[i] = torch.from_numpy(values.mean(0, dtype=np.float64))
+            model.pose_std[i] = torch.from_numpy(np.maximum(values.std(0, dtype=np.float64), 0.05))
 
 
 def teacher_inputs(model: SignLLM, targets: torch.Tensor) -> torch.Tensor:
@@ -238,10 +242,10 @@ def regression_loss(model: SignLLM, tokens: torch.Tensor, lang: torch.Tensor, ta
     """Per-example MSE (B,) in model space over every predicted future frame (FP) with GN on inputs."""
     inputs = teacher_inputs(model, targets)
     if noise > 0:
-        jitter = torch.randn_like(inputs[..., :FRAME_VALUES]) * noise * model.pose_std
+        jitter = torch.randn_like(inputs[..., :FRAME_VALUES]) * noise * model.pose_stats(lang, 3)[1]
         inputs = torch.cat([inputs[..., :FRAME_VALUES] + jitter, inputs[..., FRAME_VALUES:]], dim=-1)
     pred = model(tokens, lang, inputs)  # (B, T, F, 151) model space
-    goal = model.normalise(targets)
+    goal = model.normalise(targets, lang)
     total = targets.new_zeros(targets.shape[0])
     count = targets.new_zeros(targets.shape[0])
     for k in range(model.cfg.future):
@@ -273,7 +277,7 @@ def rl_loss(model: SignLLM, tokens: torch.Tensor, lang: torch.Tensor, refs: list
     actions, mask = pad_steps([r.numpy() for r in rollouts])
     pred = model(tok, lng, teacher_inputs(model, actions))[:, :, 0]
     # log π per value and per frame (up to a constant), so its scale does not grow with 151 values × T frames.
-    logp = -((model.normalise(actions) - pred) ** 2).mean(-1) / (2 * policy_std**2)
+    logp = -((model.normalise(actions, lng) - pred) ** 2).mean(-1) / (2 * policy_std**2)
     logp = (logp * mask).sum(1) / mask.sum(1)
     return -(adv * logp).mean(), float(rewards.mean())
 
@@ -358,7 +362,7 @@ def train(config_path: str | Path, out: str | Path, resume: bool = True, progres
     model = SignLLM(ModelConfig(vocab_size=tokenizer.vocab_size, languages=languages, d_model=m.d_model,
                                 n_heads=m.n_heads, enc_layers=m.enc_layers, dec_layers=m.dec_layers, d_ff=m.d_ff,
                                 mlsf=m.mlsf, future=cfg.augment.future, dropout=m.dropout))
-    fit_normalisation(model, [e.steps for e in train_set])
+    fit_normalisation(model, train_set)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and not n.startswith("tok.")]
     other = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and not n.startswith("tok."))]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.train.weight_decay},

@@ -45,7 +45,7 @@ def evaluate(
     corpus: Path = typer.Option(Path("data/corpus"), "--corpus", help="corpus folder"),
     split: str = typer.Option("test", "--split", help="train, dev or test"),
     max_frames: int = typer.Option(400, "--max-frames", help="generation cap per sequence"),
-    limit: int = typer.Option(0, "--limit", help="evaluate only the first N sequences (0: all)"),
+    per_language: int = typer.Option(0, "--per-language", help="only the first N sequences of each language (0: all)"),
     threads: int = typer.Option(1, "--threads", help="torch CPU threads"),
     baseline: bool = typer.Option(False, "--baseline", help="also score the mean-sequence baseline"),
     as_json: bool = typer.Option(False, "--json", help="print metrics as JSON"),
@@ -56,9 +56,9 @@ def evaluate(
     from training.evaluate import evaluate_checkpoint, mean_baseline
 
     try:
-        result = evaluate_checkpoint(checkpoint, corpus, split, max_frames, limit, threads, cache)
+        result = evaluate_checkpoint(checkpoint, corpus, split, max_frames, per_language, threads, cache)
         if baseline:
-            result["mean_baseline"] = mean_baseline(corpus, split, list(result["per_language"]), cache)
+            result["mean_baseline"] = mean_baseline(corpus, split, list(result["per_language"]), cache, per_language)
     except (SignStreamError, FileNotFoundError) as exc:
         _fail(exc)
     if as_json:
