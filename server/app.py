@@ -1,6 +1,6 @@
 """The live server: one aiohttp application on one port.
 
-/ws (WebSocket sessions), /offer (WebRTC, a later issue), /healthz, /metrics (Prometheus), and the
+/ws (WebSocket sessions), /offer (WebRTC: avatar video + data channel), /healthz, /metrics (Prometheus), and the
 pages in client/. The Hub holds what sessions share: the config, the one Scheduler ticked by the
 EngineLoop, the metrics, the open sessions.
 """
@@ -18,9 +18,10 @@ from server.config import REPO_ROOT, Config
 from server.engine_loop import EngineLoop
 from server.metrics import CONTENT_TYPE, Metrics
 from server.motion import rest_pose
-from server.protocol import ProtocolError, ServerMessage
+from server.protocol import ServerMessage
 from server.session import Session
-from server.transports.websocket import _Outbox, check_request, refusal, websocket_route
+from server.transports.webrtc import WebrtcTransport
+from server.transports.websocket import _Outbox, websocket_route
 
 CLIENT_DIR = REPO_ROOT / "client"
 HUB: web.AppKey[Hub] = web.AppKey("hub")
@@ -75,15 +76,6 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
-async def _offer(request: web.Request) -> web.Response:
-    try:
-        check_request(request.app[HUB], request)
-    except ProtocolError as exc:
-        return refusal(exc)
-    return web.json_response({"type": "error", "code": "not_implemented",
-                              "message": "WebRTC /offer comes with the video issue"}, status=501)
-
-
 async def _index(request: web.Request) -> web.FileResponse:
     return web.FileResponse(CLIENT_DIR / "index.html")
 
@@ -93,7 +85,8 @@ def build_app(cfg: Config) -> web.Application:
     hub = app[HUB] = Hub(cfg)
     rest_pose()  # derive it now, not in the first session
     app.router.add_get("/ws", websocket_route(hub))
-    app.router.add_post("/offer", _offer)
+    webrtc = WebrtcTransport(hub)
+    app.router.add_post("/offer", webrtc.offer)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/", _index)
@@ -111,6 +104,7 @@ def build_app(cfg: Config) -> web.Application:
 
     app.cleanup_ctx.append(engine_task)
     app.on_shutdown.append(on_shutdown)
+    app.on_shutdown.append(webrtc.close)  # after the sessions: peers left over, then the renderer
     return app
 
 

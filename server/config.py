@@ -99,6 +99,19 @@ class LimitsSection:
 
 
 @dataclass
+class WebrtcSection:
+    """/offer: the avatar as a WebRTC video track plus a data channel (docs/webrtc.md)."""
+
+    codec: str = "vp8"
+    ice_servers: list[str] = field(default_factory=list)
+    loopback_only: bool = True
+
+    def __post_init__(self) -> None:
+        if self.codec not in ("vp8", "h264"):
+            raise ValueError(f"'webrtc.codec' must be \"vp8\" or \"h264\", got {self.codec!r}")
+
+
+@dataclass
 class Config:
     server: ServerSection = field(default_factory=ServerSection)
     engine: EngineSection = field(default_factory=EngineSection)
@@ -108,6 +121,7 @@ class Config:
     live: LiveSection = field(default_factory=LiveSection)
     segmenter: SegmenterSection = field(default_factory=SegmenterSection)
     limits: LimitsSection = field(default_factory=LimitsSection)
+    webrtc: WebrtcSection = field(default_factory=WebrtcSection)
 
     def resolve(self, relative: str) -> Path:
         """A path from the config, relative to the repository root unless absolute."""

@@ -270,5 +270,5 @@ def test_health_metrics_page_and_say_client(tmp_path: Path):
             async with http.get(url + "/") as r:
                 assert r.status == 200 and "/ws" in await r.text()
             async with http.post(url + "/offer") as r:
-                assert r.status == 501 and (await r.json())["code"] == "not_implemented"
+                assert r.status == 400 and (await r.json())["code"] == "bad_json"  # /offer: tests/test_webrtc.py
     run(main())

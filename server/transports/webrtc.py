@@ -1,0 +1,297 @@
+"""The WebRTC transport: POST /offer. One aiortc peer connection per viewer: a video track with the
+rendered avatar (server/video_track.py) and a data channel that carries the same JSON messages as
+/ws through the same Session (captions in; ready, unit, unit_status, error out). Pose frames go to
+the video track instead of the channel.
+
+ICE: no STUN/TURN unless [webrtc] ice_servers names some. With [webrtc] loopback_only the server
+offers a 127.0.0.1 host candidate only and ignores the peer's other candidates, so all media stays
+on the loopback interface (aioice leaves 127.0.0.1 out of its host addresses; `gather_loopback`
+gathers it explicitly, per connection, without patching aioice).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.rtcdatachannel import RTCDataChannel
+
+from server.config import Config
+from server.protocol import Hello, PoseFrame, ProtocolError, ServerMessage, encode, parse_client_message
+from server.session import Session
+from server.transports.websocket import check_request, refusal
+from server.video_track import AvatarTrack, Studio
+
+if TYPE_CHECKING:
+    from server.app import Hub
+
+log = logging.getLogger(__name__)
+
+LOOPBACK = "127.0.0.1"
+CHANNEL_LABEL = "signstream"
+_HELLO_FIELDS = ("language", "format", "idle_frames", "token")
+_MIME = {"vp8": ("video/vp8",), "h264": ("video/h264",)}
+
+
+def rtc_configuration(cfg: Config) -> RTCConfiguration:
+    # An explicit empty list: aiortc falls back to a public STUN server when given None.
+    return RTCConfiguration(iceServers=[RTCIceServer(urls=u) for u in cfg.webrtc.ice_servers])
+
+
+def loopback_sdp(sdp: str) -> str:
+    """The SDP without candidates on any address but 127.0.0.1 (no traffic to other interfaces)."""
+    keep = []
+    for line in sdp.splitlines():
+        if line.startswith("a=candidate:"):
+            parts = line.split()
+            if len(parts) < 5 or parts[4] != LOOPBACK:
+                continue
+        keep.append(line)
+    return "\r\n".join(keep) + "\r\n"
+
+
+async def gather_loopback(pc: RTCPeerConnection) -> None:
+    """Gather a 127.0.0.1 host candidate, and only that, for every ICE transport of `pc`.
+
+    Call after the transports exist (after setRemoteDescription, or after adding the transceivers
+    and channels of an offer) and before setLocalDescription, which then finds gathering done.
+    """
+    transports = [t.sender.transport for t in pc.getTransceivers()]
+    if pc.sctp is not None:
+        transports.append(pc.sctp.transport)
+    seen: set[int] = set()
+    for dtls in transports:
+        connection = dtls.transport.iceGatherer._connection
+        if id(connection) in seen or connection._local_candidates_start:
+            continue
+        seen.add(id(connection))
+        connection._local_candidates_start = True  # aioice's own gathering skips a started one
+        for component in connection._components:
+            connection._local_candidates += await connection.get_component_candidates(component, [LOOPBACK])
+        connection._local_candidates_end = True
+
+
+def set_codec(transceiver, codec: str) -> None:
+    """Prefer `codec` (with its retransmission format); before setRemoteDescription."""
+    caps = RTCRtpSender.getCapabilities("video").codecs
+    chosen = [c for c in caps if c.mimeType.lower() in _MIME[codec]]
+    transceiver.setCodecPreferences(chosen + [c for c in caps if c.mimeType.lower() == "video/rtx"])
+
+
+def _bad(code: str, message: str, status: int = 400) -> web.Response:
+    return web.json_response({"type": "error", "code": code, "message": message}, status=status)
+
+
+class _Channel:
+    """The session's messages → the data channel; held until the channel opens. Only statuses,
+    errors and the like travel here (pose frames go to the video track), so it stays small."""
+
+    def __init__(self, track: AvatarTrack) -> None:
+        self.track = track
+        self.channel: RTCDataChannel | None = None
+        self.waiting: list[str] = []
+        self.closed = False
+
+    def put(self, msg: ServerMessage) -> None:
+        if self.closed:
+            return
+        if isinstance(msg, PoseFrame):
+            self.track.show(msg)
+            return
+        text = encode(msg, "json")
+        assert isinstance(text, str)
+        if self.channel is not None and self.channel.readyState == "open":
+            self.channel.send(text)
+        else:
+            self.waiting.append(text)
+
+    def opened(self, channel: RTCDataChannel) -> None:
+        self.channel = channel
+        for text in self.waiting:
+            channel.send(text)
+        self.waiting.clear()
+
+    async def flush(self, timeout: float = 2.0) -> None:
+        for _ in range(int(timeout / 0.01)):
+            if self.channel is None or self.channel.readyState != "open" or self.channel.bufferedAmount == 0:
+                return
+            await asyncio.sleep(0.01)
+
+
+class WebrtcTransport:
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self._studio: Studio | None = None
+        self._studio_lock = asyncio.Lock()
+        self._peers: set[RTCPeerConnection] = set()
+
+    async def studio(self) -> Studio:
+        async with self._studio_lock:
+            if self._studio is None:  # the avatar and GL context load on first use, off the loop
+                self._studio = await asyncio.get_running_loop().run_in_executor(None, Studio, self.hub.cfg)
+            return self._studio
+
+    async def offer(self, request: web.Request) -> web.Response:
+        hub = self.hub
+        try:
+            authed = check_request(hub, request)
+        except ProtocolError as exc:
+            hub.metrics.errors.labels(exc.code).inc()
+            return refusal(exc)
+        if hub.closing:
+            return _bad("shutting_down", "the server is shutting down", 503)
+        if len(hub.sessions) >= hub.cfg.limits.max_sessions:
+            return _bad("too_many_sessions", f"the server holds {hub.cfg.limits.max_sessions} sessions", 503)
+        try:
+            body = await request.json()
+        except (ValueError, UnicodeDecodeError):
+            return _bad("bad_json", "the offer is not valid JSON")
+        if not isinstance(body, dict):
+            return _bad("bad_json", "the offer must be a JSON object")
+        if body.get("type") != "offer" or not isinstance(body.get("sdp"), str) or not body["sdp"].strip():
+            return _bad("bad_field", 'an offer needs "type": "offer" and a non-empty "sdp" string')
+        hello_raw = json.dumps({"type": "hello", **{k: body[k] for k in _HELLO_FIELDS if k in body}})
+        try:
+            hello = parse_client_message(hello_raw, hub.cfg.limits.max_message_bytes)
+            assert isinstance(hello, Hello)
+            if hello.language is not None and hello.language not in hub.engine.languages:
+                raise ProtocolError("unknown_language", f"no sign language {hello.language!r}")
+        except ProtocolError as exc:
+            return _bad(exc.code, exc.message)
+        token = hub.cfg.limits.token
+        if token and not authed and (hello.token is None or not hmac.compare_digest(hello.token.encode(), token.encode())):
+            return _bad("unauthorized", "a valid token is required (token or Authorization: Bearer)", 401)
+        return await self._connect(body["sdp"], hello_raw)
+
+    async def _connect(self, sdp: str, hello_raw: str) -> web.Response:
+        hub, wcfg = self.hub, self.hub.cfg.webrtc
+        studio = await self.studio()
+        pc = RTCPeerConnection(rtc_configuration(hub.cfg))
+        track = AvatarTrack(studio)
+        set_codec(pc.addTransceiver(track, direction="sendonly"), wcfg.codec)
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(loopback_sdp(sdp) if wcfg.loopback_only else sdp, "offer"))
+            if pc.getTransceivers()[0].mid is None:
+                raise ValueError("the offer has no video section to receive the avatar")
+            if wcfg.loopback_only:
+                await gather_loopback(pc)
+            await pc.setLocalDescription(await pc.createAnswer())
+        except Exception as exc:  # aiortc raises ValueError, OperationError, parse errors...
+            track.stop()
+            await pc.close()
+            return _bad("bad_field", f"sdp: {type(exc).__name__}: {exc}"[:300])
+        self._peers.add(pc)
+        self._run(pc, track, hello_raw)
+        return web.json_response({"type": "answer", "sdp": pc.localDescription.sdp})
+
+    def _run(self, pc: RTCPeerConnection, track: AvatarTrack, hello_raw: str) -> None:
+        hub = self.hub
+        out = _Channel(track)
+        session = hub.open_session(out.put, lambda code: asyncio.ensure_future(finish()), authed=True)
+        clock = asyncio.create_task(session.run())
+        done = False
+
+        async def teardown() -> None:
+            nonlocal done
+            if done:
+                return
+            done = True
+            session.close()
+            out.closed = True
+            clock.cancel()
+            track.stop()
+            hub.close_session(session)
+            self._peers.discard(pc)
+            await pc.close()
+
+        async def finish() -> None:  # the session ended: let its last messages out, then hang up
+            await out.flush()
+            await teardown()
+
+        @pc.on("datachannel")
+        def on_channel(channel: RTCDataChannel) -> None:
+            if channel.label != CHANNEL_LABEL or out.channel is not None:
+                return
+
+            @channel.on("message")
+            def on_message(raw: str | bytes) -> None:
+                try:
+                    session.handle(raw)
+                except Exception:  # a bug must not take the server down: report, go on
+                    log.exception("session %d failed on a message", session.id)
+                    session.error("internal_error", "the server failed on this message")
+
+            @channel.on("close")
+            def on_close() -> None:
+                asyncio.ensure_future(teardown())
+
+            out.opened(channel)
+
+        @pc.on("connectionstatechange")
+        async def on_state() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                await teardown()
+
+        session.handle(hello_raw)
+
+    async def close(self, app: web.Application) -> None:
+        for pc in list(self._peers):
+            with contextlib.suppress(Exception):
+                await pc.close()
+        if self._studio is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._studio.close)
+            self._studio = None
+
+
+
+class Viewer:
+    """The client side, for tests and bench/webrtc.py: a real aiortc peer that offers to /offer,
+    receives the avatar video and talks JSON on the data channel. 127.0.0.1 candidates only."""
+
+    def __init__(self, pc: RTCPeerConnection, channel: RTCDataChannel) -> None:
+        self.pc = pc
+        self.channel = channel
+        self.messages: asyncio.Queue[dict] = asyncio.Queue()
+        self.video: asyncio.Future = asyncio.get_running_loop().create_future()
+        channel.on("message", lambda raw: self.messages.put_nowait(json.loads(raw)))
+
+        @pc.on("track")
+        def on_track(track) -> None:
+            if track.kind == "video" and not self.video.done():
+                self.video.set_result(track)
+
+    @classmethod
+    async def offer(cls, http, url: str, **hello) -> tuple[Viewer, int, dict]:
+        """POST a fresh offer with `hello` fields; returns the viewer, the HTTP status and the JSON body."""
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        pc.addTransceiver("video", direction="recvonly")
+        viewer = cls(pc, pc.createDataChannel(CHANNEL_LABEL))
+        await gather_loopback(pc)
+        await pc.setLocalDescription(await pc.createOffer())
+        async with http.post(f"{url}/offer", json={"sdp": pc.localDescription.sdp, "type": "offer", **hello}) as r:
+            body = await r.json()
+            status = r.status
+        if status == 200:
+            await pc.setRemoteDescription(RTCSessionDescription(body["sdp"], body["type"]))
+        return viewer, status, body
+
+    async def send(self, msg: dict) -> None:
+        while self.channel.readyState != "open":
+            await asyncio.sleep(0.01)
+        self.channel.send(json.dumps(msg))
+
+    async def until(self, kind: str, timeout: float = 20) -> dict:
+        async with asyncio.timeout(timeout):
+            while True:
+                msg = await self.messages.get()
+                if msg["type"] == kind:
+                    return msg
+
+    async def close(self) -> None:
+        await self.pc.close()
