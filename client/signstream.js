@@ -1,0 +1,78 @@
+// SignStream browser client (plain JS, no build step): WebRTC to /offer (avatar video + a data
+// channel speaking the /ws JSON messages), or, where RTCPeerConnection is missing, /ws pose frames
+// drawn on a canvas. Shared by index.html and kiosk.html.
+"use strict";
+
+const CHANNEL_LABEL = "signstream";
+
+// Wait until ICE gathering is complete, so the offer carries its candidates (no trickle on /offer).
+function gathered(pc) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    pc.addEventListener("icegatheringstatechange", () => { if (pc.iceGatheringState === "complete") resolve(); });
+    setTimeout(resolve, 3000);  // go with what we have
+  });
+}
+
+// Opens a session. opts: {server, hello, video, canvas, onMessage(m), onState(text)}.
+// Returns {send(msg), close(), kind} once the offer was answered (or the socket opened).
+async function connectSignStream(opts) {
+  const base = opts.server || location.origin;
+  if (typeof RTCPeerConnection === "function") return connectWebRTC(base, opts);
+  return connectWebSocket(base, opts);
+}
+
+async function connectWebRTC(base, opts) {
+  const pc = new RTCPeerConnection({iceServers: []});
+  const channel = pc.createDataChannel(CHANNEL_LABEL);
+  const queued = [];
+  pc.addTransceiver("video", {direction: "recvonly"});
+  pc.ontrack = (e) => { opts.video.srcObject = e.streams[0] || new MediaStream([e.track]); opts.video.play().catch(() => {}); };
+  pc.onconnectionstatechange = () => opts.onState("WebRTC " + pc.connectionState);
+  channel.onopen = () => { queued.splice(0).forEach((s) => channel.send(s)); };
+  channel.onmessage = (e) => opts.onMessage(JSON.parse(e.data));
+  channel.onclose = () => opts.onState("closed");
+  await pc.setLocalDescription(await pc.createOffer());
+  await gathered(pc);
+  const r = await fetch(base + "/offer", {method: "POST", headers: {"Content-Type": "application/json"},
+    body: JSON.stringify({sdp: pc.localDescription.sdp, type: "offer", ...opts.hello})});
+  const body = await r.json();
+  if (!r.ok) { pc.close(); throw new Error(`${body.code}: ${body.message}`); }
+  await pc.setRemoteDescription(body);
+  return {
+    kind: "webrtc", pc,
+    send(msg) { const s = JSON.stringify(msg); if (channel.readyState === "open") channel.send(s); else queued.push(s); },
+    close() { pc.close(); },
+  };
+}
+
+function connectWebSocket(base, opts) {
+  const url = base.replace(/^http/, "ws") + "/ws";
+  const ws = new WebSocket(url);
+  const canvas = opts.canvas, ctx = canvas.getContext("2d");
+  opts.video.hidden = true; canvas.hidden = false;
+  return new Promise((resolve, reject) => {
+    ws.onopen = () => {
+      ws.send(JSON.stringify({type: "hello", ...opts.hello, format: "json"}));
+      opts.onState("WebSocket (pose stream, no video)");
+      resolve({kind: "websocket", send: (m) => ws.send(JSON.stringify(m)), close: () => ws.close()});
+    };
+    ws.onerror = () => reject(new Error("WebSocket failed"));
+    ws.onclose = () => opts.onState("closed");
+    ws.onmessage = (e) => {
+      const m = JSON.parse(e.data);
+      if (m.type === "pose") drawPose(ctx, canvas, m); else opts.onMessage(m);
+    };
+  });
+}
+
+// Canonical points (x right, y up; shoulders about 1 apart) as dots on the canvas.
+function drawPose(ctx, canvas, m) {
+  const w = canvas.width, h = canvas.height, s = w / 4;
+  ctx.fillStyle = "#eef0f5"; ctx.fillRect(0, 0, w, h);
+  ctx.fillStyle = "#1a237e";
+  m.points.forEach((p, i) => {
+    if (m.confidence[i] < 0.3) return;
+    ctx.beginPath(); ctx.arc(w / 2 + p[0] * s, h * 0.35 - p[1] * s, 4, 0, 2 * Math.PI); ctx.fill();
+  });
+}
