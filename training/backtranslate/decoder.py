@@ -3,7 +3,7 @@ cross-attention to the sign features after each of its blocks (Flamingo-style, a
 
 The cross-attentions are attached with forward hooks on the LM's own blocks, so any Hugging Face
 causal LM works (ours, XGLM, GPT-2, Llama). Each adds tanh(gate) · attention and tanh(gate_ff) ·
-feed-forward to the block's output; the gates start at 0, so at initialisation the output equals
+feed-forward, scaled to the residual stream's RMS, to the block's output; the gates start at 0, so at initialisation the output equals
 the frozen LM's exactly (and LoRA's B matrices start at 0 too).
 """
 
@@ -37,9 +37,12 @@ class GatedCrossAttention(nn.Module):
         self.gate_ff = nn.Parameter(torch.zeros(1))
 
     def forward(self, h: Tensor, memory: Tensor, memory_pad: Tensor) -> Tensor:
+        # Contributions are scaled to the residual stream's RMS: a trained LM's stream is large (ours:
+        # ~4 per dimension) and a unit-scale addition, bounded by tanh(gate) ≤ 1, would be drowned.
+        scale = h.detach().pow(2).mean(-1, keepdim=True).sqrt()
         a = self.attn(self.norm(h), memory, memory, key_padding_mask=memory_pad, need_weights=False)[0]
-        h = h + torch.tanh(self.gate) * a
-        return h + torch.tanh(self.gate_ff) * self.ff(self.ff_norm(h))
+        h = h + torch.tanh(self.gate) * scale * a
+        return h + torch.tanh(self.gate_ff) * scale * self.ff(self.ff_norm(h))
 
 
 def decoder_blocks(lm: nn.Module) -> nn.ModuleList:

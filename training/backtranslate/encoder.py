@@ -15,6 +15,9 @@ from engines.model import NEG, sinusoid
 from engines.skeleton import FRAME_VALUES, LEFT_HAND_SLICE, NUM_JOINTS, RIGHT_HAND_SLICE
 
 POSE_FEATURES = FRAME_VALUES + 2 * (RIGHT_HAND_SLICE.stop - RIGHT_HAND_SLICE.start) * 3 + NUM_JOINTS
+# A hand is about 0.4 shoulder widths long and its points spread ~0.06 around the wrist; scaled up
+# so handshape differences are not lost beside arm motion and the position code.
+HAND_SCALE = 10.0
 
 
 @dataclass
@@ -51,7 +54,7 @@ def pose_features(frames: Tensor, confidence: Tensor) -> Tensor:
     for hand in (LEFT_HAND_SLICE, RIGHT_HAND_SLICE):
         pts = frames[:, :, hand]
         seen = confidence[:, :, hand, None] > 0
-        hands.append(torch.where(seen, pts - pts[:, :, :1], 0.0).flatten(2))
+        hands.append(torch.where(seen, (pts - pts[:, :, :1]) * HAND_SCALE, 0.0).flatten(2))
     return torch.cat([frames.flatten(2), *hands, confidence], dim=-1)
 
 
@@ -101,7 +104,8 @@ class SignEncoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         d = cfg.d_model
-        self.embed = nn.Sequential(nn.Linear(POSE_FEATURES, d), nn.GELU(), nn.Linear(d, d))
+        # LayerNorm: the embedding enters at unit scale, so the position code added next cannot drown it.
+        self.embed = nn.Sequential(nn.Linear(POSE_FEATURES, d), nn.GELU(), nn.Linear(d, d), nn.LayerNorm(d))
         self.stages = nn.ModuleList(nn.ModuleList(LocalSelfAttentionLayer(cfg) for _ in range(n)) for n in cfg.stages)
         self.downsample = nn.ModuleList(nn.Conv1d(d, d, kernel_size=3, stride=2, padding=1)
                                          for _ in range(len(cfg.stages) - 1))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import shutil
 import time
@@ -22,7 +23,7 @@ import numpy as np
 import torch
 
 from engines.formats.prompt2sign import Record, read_split
-from server.config import ConfigError, _build
+from engines.typed_config import ConfigError, build as _build
 from training.backtranslate.decoder import DecoderConfig, SignTranslator
 from training.backtranslate.encoder import EncoderConfig
 from training.backtranslate.lm import LMConfig, corpus_spoken, language_marker, load_lm, pretrain_lm
@@ -193,8 +194,7 @@ def load_judge(folder: str | Path) -> SignTranslator:
     if not (folder / JUDGE_CONFIG).exists():
         raise FileNotFoundError(f"{folder}: no {JUDGE_CONFIG}; not a back-translation judge")
     meta = json.loads((folder / JUDGE_CONFIG).read_text(encoding="utf-8"))
-    lm_path = Path(meta["lm"]) if Path(meta["lm"]).is_absolute() else folder / meta["lm"]
-    lm, tokenizer = load_lm(lm_path)
+    lm, tokenizer = load_lm(folder / meta["lm"])
     model = SignTranslator(lm, tokenizer, EncoderConfig(**meta["encoder"]), DecoderConfig(**meta["decoder"]))
     state = {k: v.float() for k, v in load_file(folder / JUDGE_WEIGHTS).items()}
     missing = set(model.trainable_names()) - set(state)
@@ -300,7 +300,9 @@ def train(config_path: str | Path, out: str | Path, lm_override: str | Path | No
         lm_summary = pretrain_lm(corpus, out / "lm", cfg.lm, log=lambda line: log(json.loads(line)))
         lm_path = "lm"
         log({"stage": "lm", "done": lm_summary})
-    lm, tokenizer = load_lm(out / lm_path if lm_path == "lm" else lm_path)
+    else:  # stored relative to the judge folder, so a judge and its LM can move together
+        lm_path = os.path.relpath(Path(lm_path).resolve(), out.resolve())
+    lm, tokenizer = load_lm(out / lm_path)
     model = SignTranslator(lm, tokenizer, cfg.encoder, cfg.decoder)
     train_ex = load_examples(corpus, languages, "train", cfg.data.train_per_language, cfg.data.max_frames)
     dev_ex = spread(load_examples(corpus, languages, "dev"), cfg.train.eval_items)
