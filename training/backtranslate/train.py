@@ -65,6 +65,7 @@ class TrainSection:
     steps: int = 1500  # translation steps
     lr: float = 1e-3
     warmup_steps: int = 100
+    gate_lr_scale: float = 10.0  # the zero-initialised gates learn this much faster (else they stay shut)
     log_every: int = 50
     eval_items: int = 200  # dev sequences decoded at the end
 
@@ -250,7 +251,11 @@ def train_translation(model: SignTranslator, examples: list[PoseExample], cfg: B
     """Stage 2: encoder, gated cross-attention and LoRA learn to make the frozen LM read poses."""
     t = cfg.train
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=t.lr, weight_decay=0.01)
+    gates = [p for n, p in model.named_parameters() if p.requires_grad and n.endswith((".gate", ".gate_ff"))]
+    rest = [p for p in params if all(p is not g for g in gates)]
+    opt = torch.optim.AdamW([{"params": rest, "scale": 1.0},
+                             {"params": gates, "scale": t.gate_lr_scale, "weight_decay": 0.0}],
+                            lr=t.lr, weight_decay=0.01)
     batches = length_batches(examples, t.batch_size, rng)
     model.train()
     loss = torch.tensor(0.0)
@@ -258,7 +263,7 @@ def train_translation(model: SignTranslator, examples: list[PoseExample], cfg: B
         batch = next(batches)
         frames, conf, lengths = batch_tensors(batch)
         for group in opt.param_groups:
-            group["lr"] = lr_at(step, t.steps, t.lr, t.warmup_steps)
+            group["lr"] = group["scale"] * lr_at(step, t.steps, t.lr, t.warmup_steps)
         loss = model.loss(frames, conf, lengths, [e.marker for e in batch], [e.text for e in batch])
         opt.zero_grad()
         loss.backward()
