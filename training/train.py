@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import time
 import tomllib
@@ -40,6 +41,7 @@ class DataSection:
     languages: list[str] = field(default_factory=list)  # empty: every language of the corpus
     max_train_frames: int = 300  # longer training sequences are skipped
     fps: float = 25.0
+    skels_scale: float = 1.0  # .skels units × scale = canonical units (Prompt2Sign: 9, Progressive Transformers: 3)
 
 
 @dataclass
@@ -165,7 +167,7 @@ def corpus_languages(corpus: Path, wanted: list[str]) -> list[str]:
 
 
 def load_split(corpus: Path, languages: list[str], split: str, fps: float = 25.0,
-               cache: Path | None = None) -> list[Example]:
+               cache: Path | None = None, scale: float = 1.0) -> list[Example]:
     """Read one split of every language; parsed arrays are cached (keyed by file size and mtime)."""
     out: list[Example] = []
     for lang in languages:
@@ -174,7 +176,7 @@ def load_split(corpus: Path, languages: list[str], split: str, fps: float = 25.0
         cached = None
         if cache is not None and skels.exists():
             st = skels.stat()
-            key = hashlib.sha1(f"{skels.resolve()}\0{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()[:16]
+            key = hashlib.sha1(f"{skels.resolve()}\0{st.st_size}\0{st.st_mtime_ns}\0{scale}".encode()).hexdigest()[:16]
             cached = cache / f"{lang}-{split}-{key}.npz"
         if cached is not None and cached.exists():
             with np.load(cached, allow_pickle=False) as z:  # each z[key] reads the file again: once each
@@ -183,16 +185,18 @@ def load_split(corpus: Path, languages: list[str], split: str, fps: float = 25.0
             out += [Example(lang, t, g, steps[a:b]) for t, g, a, b in zip(texts, glosses, bounds[:-1], bounds[1:])]
             continue
         examples = []
-        for r in read_split(folder, split, fps=fps):
+        for r in read_split(folder, split, fps=fps, scale=scale):
             seq = r.sequence
             counter = (np.arange(1, len(seq) + 1) / len(seq)).astype(np.float32)
             steps = np.concatenate([seq.frames.reshape(len(seq), FRAME_VALUES), counter[:, None]], axis=1)
             examples.append(Example(lang, r.text, r.gloss, steps.astype(np.float32)))
         if cached is not None and examples:
             cached.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(cached, steps=np.concatenate([e.steps for e in examples]),
+            partial = cached.with_name(f"{cached.stem}.{os.getpid()}.npz")  # runs in parallel share the cache
+            np.savez(partial, steps=np.concatenate([e.steps for e in examples]),
                      lengths=np.array([len(e.steps) for e in examples]),
                      text=np.array([e.text for e in examples]), gloss=np.array([e.gloss for e in examples]))
+            partial.replace(cached)
         out += examples
     return out
 
@@ -347,11 +351,12 @@ def train(config_path: str | Path, out: str | Path, resume: bool = True, progres
     corpus = Path(cfg.data.corpus)
     languages = corpus_languages(corpus, cfg.data.languages)
     cache = out.parent / "cache"
-    train_set = [e for e in load_split(corpus, languages, "train", cfg.data.fps, cache)
+    train_set = [e for e in load_split(corpus, languages, "train", cfg.data.fps, cache, cfg.data.skels_scale)
                  if len(e.steps) <= cfg.data.max_train_frames]
     for e in train_set:  # half the memory; batches are widened to float32
         e.steps = e.steps.astype(np.float16)
-    dev_set = spread_subset(load_split(corpus, languages, "dev", cfg.data.fps, cache), cfg.train.eval_items)
+    dev_set = spread_subset(load_split(corpus, languages, "dev", cfg.data.fps, cache, cfg.data.skels_scale),
+                            cfg.train.eval_items)
     if not train_set:
         raise ConfigError(f"{corpus}: the train split is empty")
     if resuming:
