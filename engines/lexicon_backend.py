@@ -23,6 +23,7 @@ from engines.lexicon import (
     read_index,
 )
 from engines.formats.posefile import read_pose
+from engines.langgloss import format_gloss
 from engines.sequence import PoseSequence
 
 
@@ -55,8 +56,7 @@ class LexiconBackend:
             letters = alphabet.spell(word)
         except CannotSpell as exc:
             return exc.message
-        shown = [e.name.upper() if len(e.name.upper()) == len(e.name) else e.name for e in letters]
-        return f"<{language}> FS:" + "-".join(shown), "fingerspelling"
+        return format_gloss(language, [e.name for e in letters]), "fingerspelling"
 
     def sequence(self, word: str, language: str) -> PoseSequence:
         """The whole sequence for a word (planned before, so it can be signed)."""

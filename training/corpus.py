@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from engines.formats.prompt2sign import Record, write_split
+from engines.langgloss import format_gloss
 from engines.lexicon import Alphabet, CannotSpell, bundled_lexicon_dir, fingerspell, load_alphabets
 
 SPLITS = ("train", "dev", "test")
@@ -30,12 +31,6 @@ SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 MIN_LETTERS, MAX_LETTERS = 2, 14
 # wordfreq codes where the lexicon's code differs.
 WORDFREQ_LANG = {"hr": "sh"}
-
-
-def gloss_for(language: str, letters: list[str]) -> str:
-    """The fingerspelling gloss with its language marker, e.g. `<ase> FS:H-O-U-S-E`."""
-    shown = [x.upper() if len(x.upper()) == len(x) else x for x in letters]  # ß stays ß
-    return f"<{language}> FS:" + "-".join(shown)
 
 
 def recording_group(alphabet: Alphabet) -> str:
@@ -124,7 +119,7 @@ def build_language(alphabet: Alphabet, out: Path, words_per_lang: int, seed: int
         seq = fingerspell(entries, fps)
         name = f"{alphabet.signed_language}/{word}"
         records[split_of(word, group, seed)].append(
-            Record(name, word, gloss_for(alphabet.signed_language, [e.name for e in entries]), seq))
+            Record(name, word, format_gloss(alphabet.signed_language, [e.name for e in entries]), seq))
         kept += 1
         frames += len(seq)
         repaired += seq.repaired

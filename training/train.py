@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import time
-import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from engines.formats.prompt2sign import read_split
 from engines.model import STEP_VALUES, ModelConfig, SignLLM, count_parameters, save_model
 from engines.skeleton import FRAME_VALUES
 from engines.tokenizer import Tokenizer
-from engines.typed_config import ConfigError, build as _build
+from engines.typed_config import ConfigError, load_toml
 from training.dtw import dtw_mje
 from training.plc import PriorityChannel, keypoint_quality, rloo_advantages
 
@@ -114,13 +113,7 @@ class TrainConfig:
 def load_train_config(path: str | Path) -> TrainConfig:
     """Load and validate a training config; errors name the file and the key."""
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    cfg = _build(TrainConfig, raw, path, prefix="")
+    cfg = load_toml(TrainConfig, path)
     problems = []
     if cfg.model.d_model % cfg.model.n_heads:
         problems.append(f"'model.d_model' ({cfg.model.d_model}) must be a multiple of 'model.n_heads' ({cfg.model.n_heads})")

@@ -15,7 +15,6 @@ import os
 import random
 import shutil
 import time
-import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import numpy as np
 import torch
 
 from engines.formats.prompt2sign import Record, read_split
-from engines.typed_config import ConfigError, build as _build
+from engines.typed_config import ConfigError, load_toml
 from training.backtranslate.decoder import DecoderConfig, SignTranslator
 from training.backtranslate.encoder import EncoderConfig
 from training.backtranslate.lm import LMConfig, corpus_spoken, language_marker, load_lm, pretrain_lm
@@ -83,16 +82,7 @@ class BacktranslateConfig:
 def load_config(path: str | Path) -> BacktranslateConfig:
     """Load and validate a back-translation config; errors name the file and the key."""
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
-    try:
-        cfg = _build(BacktranslateConfig, raw, path, prefix="")
-    except ValueError as exc:  # a section's own validation (e.g. encoder window)
-        raise ConfigError(f"{path}: {exc}") from None
+    cfg = load_toml(BacktranslateConfig, path)
     for key, value in (("train.batch_size", cfg.train.batch_size), ("train.steps", cfg.train.steps),
                        ("train.lr", cfg.train.lr), ("train.threads", cfg.train.threads),
                        ("pretrain.min_count", cfg.pretrain.min_count), ("data.max_frames", cfg.data.max_frames)):
