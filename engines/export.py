@@ -165,19 +165,27 @@ def export_engine(checkpoint: str | Path, out: str | Path, fps: float = 25.0, ma
         body["tensorrt"] = build_plans(out, fp16=fp16)
     write_manifest(out, body)
     read_manifest(out)  # what we wrote must read back
+    for path in out.iterdir():
+        path.chmod(0o644)  # safetensors writes owner-only files; an engine folder is shared
     return out
 
 
 
 def _training_record(checkpoint: Path) -> dict:
-    """What the training run left next to the checkpoint (its summary or config), if anything."""
-    for candidate in (checkpoint / "summary.json", checkpoint.parent / "summary.json"):
-        if candidate.is_file():
-            try:
-                return json.loads(candidate.read_text(encoding="utf-8"))
-            except json.JSONDecodeError:
-                return {"file": str(candidate), "unreadable": True}
-    return {}
+    """What the training run left next to the checkpoint: its summary, and the files (config,
+    metrics, log) by digest, so an engine names exactly the run its weights came from."""
+    record: dict = {}
+    summary = checkpoint / "summary.json"
+    if summary.is_file():
+        try:
+            record["summary"] = json.loads(summary.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            record["summary"] = {"file": str(summary), "unreadable": True}
+    files = {p.name: sha256_of(p) for p in sorted(checkpoint.iterdir())
+             if p.is_file() and p.suffix in (".toml", ".json", ".log") and p.name != CONFIG}
+    if files:
+        record["files"] = files
+    return record
 
 
 export_app = typer.Typer(add_completion=False, help="Export a SignLLM checkpoint to an engine folder.")
@@ -192,12 +200,13 @@ def export(
     letters: Path = typer.Option(None, "--letters", help="fingerspelling lexicon folder (or .npz) to pack into the engine"),
     fps: float = typer.Option(25.0, "--fps", help="frame rate the model was trained at"),
     max_frames: int = typer.Option(400, "--max-frames", help="generation cap per word"),
+    name: str = typer.Option(None, "--name", help="engine name in engine.json (default: the folder's name)"),
 ) -> None:
     """Write an engine folder: engine.json, tokenizer, encoder/decoder ONNX graphs (+ plans)."""
     from engines.errors import SignStreamError
 
     try:
-        folder = export_engine(checkpoint, out, fps, max_frames, fp16, tensorrt, letters)
+        folder = export_engine(checkpoint, out, fps, max_frames, fp16, tensorrt, letters, name)
     except (SignStreamError, FileNotFoundError) as exc:
         code = exc.code if isinstance(exc, SignStreamError) else "file_not_found"
         typer.echo(f"error [{code}]: {exc}", err=True)
