@@ -2,7 +2,7 @@
 
 /ws (WebSocket sessions), /offer (WebRTC: avatar video + data channel), /healthz, /metrics (Prometheus), and the
 pages in client/. The Hub holds what sessions share: the config, the one Scheduler ticked by the
-EngineLoop, the metrics, the open sessions.
+EngineLoop, the metrics, the open sessions and channels.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Callable
 from aiohttp import web
 
 from engines.loader import open_scheduler
+from server.channels import Channels
 from server.config import REPO_ROOT, Config
 from server.engine_loop import EngineLoop
 from server.metrics import CONTENT_TYPE, Metrics
@@ -36,6 +37,7 @@ class Hub:
         self.outboxes: dict[int, _Outbox] = {}
         self.closing = False
         self._next_id = 0
+        self.channels = Channels(self)  # WebRTC viewers and named channels
         m = self.metrics
         m.watch_queue("motion", lambda: sum(s.timeline.queued for s in self.sessions.values()))
         m.watch_queue("pending", lambda: sum(len(s.pending) for s in self.sessions.values()))

@@ -54,6 +54,10 @@ CLIENT_SCHEMAS: dict[str, dict[str, Any]] = {
             "format": {"enum": ["json", "binary"], "description": "how pose frames travel (default json)"},
             "idle_frames": {"type": "boolean", "description": "send rest-pose frames when idle (default true)"},
             "token": {"type": "string", "maxLength": 512, "description": "bearer token when the server needs one"},
+            "channel": {"type": "string", "minLength": 1, "maxLength": 64,
+                        "description": "join this channel: one caption stream and one render shared by its clients (default: a private session)"},
+            "background": {"type": "string", "minLength": 6, "maxLength": 7,
+                           "description": "/offer only: video background #RRGGBB, e.g. a chroma key (default video.background; a channel keeps its first viewer's)"},
         },
     },
     "caption": {
@@ -249,6 +253,8 @@ class Hello:
     format: Format = "json"
     idle_frames: bool = True
     token: str | None = None
+    channel: str | None = None  # used by the transports (server/channels.py), not by the session
+    background: str | None = None
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 The session knows nothing of its transport. A transport feeds it raw client messages
 (`handle`), runs its frame clock (`run`), and gives it two callables: `send` (queue a server
 message; never blocks) and `end` (flush and close the connection with a close code). The
-WebSocket transport does this today; the WebRTC data channel will do the same.
+WebSocket transport and server/channels.py (for WebRTC viewers and channels) do this.
 
 Every committed unit ends with exactly one unit_status: signed / fingerspelled / shown_as_text
 after it played, shown_as_text when the backlog policy skips it, cancelled after a correction,
@@ -159,9 +159,12 @@ class Session:
             self.language = self._language(msg.language)
         self.format, self.idle_frames, self.greeted = msg.format, msg.idle_frames, True
         self._wake.set()
-        self._send(Message("ready", {"version": VERSION, "session": self.id, "language": self.language,
-                                     "languages": sorted(self.engine.languages), "fps": self.fps,
-                                     "format": self.format, "joints": 50}))
+        self._send(self.ready_message())
+
+    def ready_message(self) -> Message:
+        return Message("ready", {"version": VERSION, "session": self.id, "language": self.language,
+                                 "languages": sorted(self.engine.languages), "fps": self.fps,
+                                 "format": self.format, "joints": 50})
 
     def _language(self, language: str) -> str:
         if language not in self.engine.languages:

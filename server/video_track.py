@@ -1,18 +1,26 @@
-"""The avatar as a live video track: a session's pose frames in, rendered pictures out, on the clock.
+"""The avatar as live video: one render and one encode per pose stream, sent to any number of viewers.
 
-A `Studio` holds what every viewer shares: the avatar and its one renderer (one GL thread). Each
-viewer's `AvatarTrack` keeps its own retargeter (it has hold/ease and smoothing state) and two
-bounded slots: the newest pose not yet drawn, and the newest picture. A pose that arrives while
-an older one waits replaces it (the old one is stale and is counted as dropped), so a renderer
-slower than the clock shows fewer, current frames instead of building latency. `recv()` — pulled
-by aiortc's encoder — paces itself on the frame clock and sends whatever picture is newest.
+A `Studio` holds what every stream shares: the avatar and its one renderer (one GL thread). It
+draws on a transparent background so each stream can put its own colour behind the avatar (WebRTC
+video has no alpha: a broadcast mixer keys on a chroma colour instead).
+
+A `Stage` is one stream's picture. It gets one session's pose frames on the session's clock and
+draws the newest (a slot of one: a pose that arrives while an older one waits replaces it, counted
+as dropped, so a slow renderer shows fewer, current frames instead of building latency). On the
+frame clock it encodes the newest picture once (VP8 or H.264) and hands the packet to every
+viewer's `ViewerTrack`; aiortc's sender packetizes a packet without encoding it again. So N viewers
+of a channel cost one render and one encode (about 4 ms of CPU a frame at 512×512), not N.
+
+A viewer gets a keyframe when it joins, when its browser reports picture loss (PLI), and when it
+fell so far behind that its bounded queue was emptied; until then it gets nothing (inter frames
+without their reference are useless).
 """
 
 from __future__ import annotations
 
 import asyncio
 import fractions
-import time
+from collections import deque
 from dataclasses import dataclass
 
 import av
@@ -26,52 +34,88 @@ from server.config import Config
 from server.protocol import PoseFrame
 
 CLOCK_RATE = 90000  # RTP video clock
-_RESYNC_PERIODS = 3  # an encoder this many frames behind the clock skips ahead instead of bursting
+BITRATE = 1_000_000  # fixed: one encode serves every viewer, so no per-viewer rate adaptation
+_RESYNC_PERIODS = 3  # a clock this many frames late skips ahead instead of bursting
+_QUEUE = 12  # packets a viewer may fall behind (~0.5 s) before it is resynchronised on a keyframe
+
+RGB = tuple[int, int, int]
 
 
 @dataclass
 class TrackStats:
     drawn: int = 0
     dropped: int = 0  # poses replaced by a newer one before they were drawn
-    sent: int = 0
-    skipped: int = 0  # clock periods skipped because the consumer fell behind
+    sent: int = 0  # pictures encoded
+    skipped: int = 0  # clock periods skipped because the encoder fell behind
+    keyframes: int = 0
+
+
+def parse_colour(text: str) -> RGB:
+    """'#RRGGBB' or 'RRGGBB' → (r, g, b); ValueError otherwise."""
+    h = text.removeprefix("#")
+    if len(h) != 6:
+        raise ValueError(f"a colour is #RRGGBB, got {text!r}")
+    return int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)
 
 
 class Studio:
-    """The avatar and the one renderer all video tracks share. Blocking to build (loads the avatar,
+    """The avatar and the one renderer all stages share. Blocking to build (loads the avatar,
     makes a GL context): build it off the event loop."""
 
     def __init__(self, cfg: Config) -> None:
         v, a = cfg.video, cfg.avatar
         self.fps = float(v.fps)
+        self.background: RGB = tuple(int(round(c * 255)) for c in v.background[:3])  # type: ignore[assignment]
         self.avatar: Avatar = load_avatar(cfg.resolve(a.path), a.bone_map)
         self.settings = RetargetSettings(a.min_confidence, a.hold_seconds, a.ease_seconds, a.smoothing, a.finger_limits)
-        self.renderer = AvatarRenderer(self.avatar, v.width, v.height, v.background, a.skinning, v.antialias)
-        self.rest_image: np.ndarray = self.renderer.render(self.avatar.rig.bind)
+        self.renderer = AvatarRenderer(self.avatar, v.width, v.height, (*v.background[:3], 0.0), a.skinning, v.antialias)
+        self.rest: np.ndarray = self.renderer.render(self.avatar.rig.bind)  # RGBA
 
-    @property
-    def pixel_format(self) -> str:
-        return "rgba" if self.renderer.rgba else "rgb24"
+    @staticmethod
+    def compose(rgba: np.ndarray, background: RGB) -> np.ndarray:
+        """The RGBA picture over an opaque background colour → RGB."""
+        alpha = rgba[..., 3:4].astype(np.uint16)
+        out = rgba[..., :3] * alpha + np.array(background, np.uint16) * (255 - alpha)
+        return ((out + 127) // 255).astype(np.uint8)
 
     def close(self) -> None:
         self.renderer.close()
 
 
-class AvatarTrack(MediaStreamTrack):
-    kind = "video"
+def _encoder(codec: str, width: int, height: int, fps: float) -> av.CodecContext:
+    """One real-time encoder, set up as aiortc sets up its own (CBR VP8 / baseline H.264)."""
+    ctx = av.CodecContext.create("libvpx" if codec == "vp8" else "libx264", "w")
+    ctx.width, ctx.height, ctx.pix_fmt, ctx.bit_rate = width, height, "yuv420p", BITRATE
+    ctx.time_base = fractions.Fraction(1, int(round(fps)))
+    ctx.framerate = fractions.Fraction(int(round(fps)), 1)
+    if codec == "vp8":
+        ctx.gop_size = 3000  # keyframes on demand only
+        ctx.qmin, ctx.qmax = 2, 56
+        ctx.options = {"bufsize": str(BITRATE), "cpu-used": "-6", "deadline": "realtime", "lag-in-frames": "0",
+                       "minrate": str(BITRATE), "maxrate": str(BITRATE), "noise-sensitivity": "4",
+                       "overshoot-pct": "15", "partitions": "0", "static-thresh": "1", "undershoot-pct": "100"}
+    else:
+        ctx.options = {"level": "31", "tune": "zerolatency"}
+        ctx.profile = "Baseline"
+    ctx.thread_count = 1
+    return ctx
 
-    def __init__(self, studio: Studio) -> None:
-        super().__init__()
+
+class Stage:
+    """One pose stream → one picture → one encoded stream for all its viewers."""
+
+    def __init__(self, studio: Studio, codec: str, background: RGB | None = None) -> None:
         self.studio = studio
+        self.background = background or studio.background
         self.stats = TrackStats()
-        self.image: np.ndarray = studio.rest_image  # the newest picture
+        self.viewers: set[ViewerTrack] = set()
+        self.image: np.ndarray = studio.compose(studio.rest, self.background)  # the newest picture
         self._retargeter = Retargeter(studio.avatar.rig, studio.fps, studio.settings)
+        self._encoder = _encoder(codec, self.image.shape[1], self.image.shape[0], studio.fps)
         self._pose: PoseFrame | None = None  # the newest pose not yet drawn
         self._wake = asyncio.Event()
-        self._period = 1.0 / studio.fps
-        self._start: float | None = None
-        self._timestamp = 0
-        self._drawer = asyncio.create_task(self._draw_loop())
+        self._keyframe = True
+        self._tasks = [asyncio.create_task(self._draw_loop()), asyncio.create_task(self._clock())]
 
     def show(self, frame: PoseFrame) -> None:
         """The session's next pose frame (called on its clock; never blocks)."""
@@ -80,12 +124,22 @@ class AvatarTrack(MediaStreamTrack):
         self._pose = frame
         self._wake.set()
 
-    def _solve(self, pose: PoseFrame):
-        """Retarget, FK and skin on a worker thread; the draw is queued on the GL thread."""
+    def watch(self) -> ViewerTrack:
+        track = ViewerTrack(self)
+        self.viewers.add(track)
+        self.request_keyframe()
+        return track
+
+    def request_keyframe(self) -> None:
+        self._keyframe = True
+
+    def _solve(self, pose: PoseFrame) -> np.ndarray | None:
+        """Retarget, FK and skin on a worker thread, draw on the GL thread, compose here."""
         local = self._retargeter.push(pose.points.astype(np.float64), pose.confidence)
         if local is None:  # the smoothing's first frame
             return None
-        return self.studio.renderer.submit(self.studio.avatar.rig.fk(local))
+        rgba = self.studio.renderer.submit(self.studio.avatar.rig.fk(local)).result()
+        return self.studio.compose(rgba, self.background)
 
     async def _draw_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -95,32 +149,82 @@ class AvatarTrack(MediaStreamTrack):
             pose, self._pose = self._pose, None
             if pose is None:
                 continue
-            job = await loop.run_in_executor(None, self._solve, pose)
-            if job is not None:
-                self.image = await asyncio.wrap_future(job)
+            image = await loop.run_in_executor(None, self._solve, pose)
+            if image is not None:
+                self.image = image
                 self.stats.drawn += 1
 
-    async def recv(self) -> av.VideoFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        now = time.monotonic()
-        if self._start is None:
-            self._start = now
-        else:
-            self._timestamp += int(CLOCK_RATE * self._period)
-            wait = self._start + self._timestamp / CLOCK_RATE - now
+    def _encode(self, image: np.ndarray, index: int, keyframe: bool) -> list[av.Packet]:
+        frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+        frame.pts = index
+        frame.pict_type = av.video.frame.PictureType.I if keyframe else av.video.frame.PictureType.NONE
+        packets = self._encoder.encode(frame)
+        for p in packets:  # the sender converts pts to the 90 kHz RTP clock
+            p.pts, p.time_base = index, self._encoder.time_base
+        return packets
+
+    async def _clock(self) -> None:
+        loop = asyncio.get_running_loop()
+        period = 1.0 / self.studio.fps
+        start, index = loop.time(), 0
+        while True:
+            index += 1
+            wait = start + index * period - loop.time()
             if wait > 0:
                 await asyncio.sleep(wait)
-            elif wait < -_RESYNC_PERIODS * self._period:  # behind: follow the clock, don't burst
-                behind = int(-wait / self._period)
+            elif wait < -_RESYNC_PERIODS * period:  # behind: follow the clock, don't burst
+                behind = int(-wait / period)
                 self.stats.skipped += behind
-                self._timestamp += int(CLOCK_RATE * self._period) * behind
-        frame = av.VideoFrame.from_ndarray(self.image, format=self.studio.pixel_format)
-        frame.pts = self._timestamp
-        frame.time_base = fractions.Fraction(1, CLOCK_RATE)
-        self.stats.sent += 1
-        return frame
+                index += behind
+            keyframe, self._keyframe = self._keyframe, False
+            packets = await loop.run_in_executor(None, self._encode, self.image, index, keyframe)
+            self.stats.sent += 1
+            for packet in packets:
+                self.stats.keyframes += packet.is_keyframe
+                for viewer in list(self.viewers):
+                    viewer.put(packet)
+
+    def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for viewer in list(self.viewers):
+            viewer.stop()
+
+
+class ViewerTrack(MediaStreamTrack):
+    """One viewer's video: the stage's encoded packets, from a keyframe on, in a bounded queue."""
+
+    kind = "video"
+
+    def __init__(self, stage: Stage) -> None:
+        super().__init__()
+        self.stage = stage
+        self.dropped = 0  # packets thrown away because this viewer fell behind
+        self._queue: deque[av.Packet] = deque()
+        self._ready = asyncio.Event()
+        self._synced = False  # a keyframe has been queued since (re)joining
+
+    def put(self, packet: av.Packet) -> None:
+        if len(self._queue) >= _QUEUE:  # the sender is stuck: start again at the next keyframe
+            self.dropped += len(self._queue)
+            self._queue.clear()
+            self._synced = False
+            self.stage.request_keyframe()
+        if not self._synced and not packet.is_keyframe:
+            return
+        self._synced = True
+        self._queue.append(packet)
+        self._ready.set()
+
+    async def recv(self) -> av.Packet:  # type: ignore[override]  # aiortc sends packets as they are
+        while not self._queue:
+            if self.readyState != "live":
+                raise MediaStreamError
+            self._ready.clear()
+            await self._ready.wait()
+        return self._queue.popleft()
 
     def stop(self) -> None:
         super().stop()
-        self._drawer.cancel()
+        self._ready.set()
+        self.stage.viewers.discard(self)

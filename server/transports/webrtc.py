@@ -1,7 +1,11 @@
 """The WebRTC transport: POST /offer. One aiortc peer connection per viewer: a video track with the
-rendered avatar (server/video_track.py) and a data channel that carries the same JSON messages as
-/ws through the same Session (captions in; ready, unit, unit_status, error out). Pose frames go to
-the video track instead of the channel.
+rendered avatar and a data channel that carries the same JSON messages as /ws (captions in; ready,
+unit, unit_status, error out). Every viewer is a client of a channel (server/channels.py): the one
+it names, shared with the channel's other clients (one session, one render), or a private one.
+Pose frames become the channel's video instead of data-channel messages.
+
+The peer connection closes when its channel's session ends (after its last messages went out),
+when its data channel closes, and when ICE fails or the connection closes.
 
 ICE: no STUN/TURN unless [webrtc] ice_servers names some. With [webrtc] loopback_only the server
 offers a 127.0.0.1 host candidate only and ignores the peer's other candidates, so all media stays
@@ -22,11 +26,11 @@ from aiohttp import web
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.rtcdatachannel import RTCDataChannel
 
+from server.channels import Channel
 from server.config import Config
 from server.protocol import Hello, PoseFrame, ProtocolError, ServerMessage, encode, parse_client_message
-from server.session import Session
 from server.transports.websocket import check_request, refusal
-from server.video_track import AvatarTrack, Studio
+from server.video_track import RGB, Studio, ViewerTrack, parse_colour
 
 if TYPE_CHECKING:
     from server.app import Hub
@@ -35,7 +39,7 @@ log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
 CHANNEL_LABEL = "signstream"
-_HELLO_FIELDS = ("language", "format", "idle_frames", "token")
+_HELLO_FIELDS = ("language", "format", "idle_frames", "token", "channel", "background")
 _MIME = {"vp8": ("video/vp8",), "h264": ("video/h264",)}
 
 
@@ -88,21 +92,23 @@ def _bad(code: str, message: str, status: int = 400) -> web.Response:
     return web.json_response({"type": "error", "code": code, "message": message}, status=status)
 
 
-class _Channel:
-    """The session's messages → the data channel; held until the channel opens. Only statuses,
-    errors and the like travel here (pose frames go to the video track), so it stays small."""
+class _Peer:
+    """One viewer as a member of its channel: the channel's messages → the data channel, held until
+    it opens (only statuses, errors and the like travel here, so the hold stays small)."""
 
-    def __init__(self, track: AvatarTrack) -> None:
-        self.track = track
+    wants_poses = False
+
+    def __init__(self, pc: RTCPeerConnection, transport: WebrtcTransport) -> None:
+        self.pc = pc
+        self.transport = transport
         self.channel: RTCDataChannel | None = None
         self.waiting: list[str] = []
         self.closed = False
+        self.track: ViewerTrack | None = None
+        self.room: Channel | None = None
 
     def put(self, msg: ServerMessage) -> None:
-        if self.closed:
-            return
-        if isinstance(msg, PoseFrame):
-            self.track.show(msg)
+        if self.closed or isinstance(msg, PoseFrame):
             return
         text = encode(msg, "json")
         assert isinstance(text, str)
@@ -117,11 +123,27 @@ class _Channel:
             channel.send(text)
         self.waiting.clear()
 
-    async def flush(self, timeout: float = 2.0) -> None:
-        for _ in range(int(timeout / 0.01)):
+    def end(self, code: int) -> None:
+        asyncio.ensure_future(self.finish())
+
+    async def finish(self) -> None:
+        """The session ended: let its last messages out, then hang up."""
+        for _ in range(200):
             if self.channel is None or self.channel.readyState != "open" or self.channel.bufferedAmount == 0:
-                return
+                break
             await asyncio.sleep(0.01)
+        await self.teardown()
+
+    async def teardown(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.track is not None:
+            self.track.stop()
+        if self.room is not None:
+            self.room.leave(self)
+        self.transport.peers.discard(self)
+        await self.pc.close()
 
 
 class WebrtcTransport:
@@ -129,7 +151,7 @@ class WebrtcTransport:
         self.hub = hub
         self._studio: Studio | None = None
         self._studio_lock = asyncio.Lock()
-        self._peers: set[RTCPeerConnection] = set()
+        self.peers: set[_Peer] = set()
 
     async def studio(self) -> Studio:
         async with self._studio_lock:
@@ -146,8 +168,9 @@ class WebrtcTransport:
             return refusal(exc)
         if hub.closing:
             return _bad("shutting_down", "the server is shutting down", 503)
-        if len(hub.sessions) >= hub.cfg.limits.max_sessions:
-            return _bad("too_many_sessions", f"the server holds {hub.cfg.limits.max_sessions} sessions", 503)
+        limit = hub.cfg.limits.max_sessions
+        if len(hub.sessions) >= limit or len(self.peers) >= limit:
+            return _bad("too_many_sessions", f"the server holds {limit} sessions", 503)
         try:
             body = await request.json()
         except (ValueError, UnicodeDecodeError):
@@ -162,92 +185,80 @@ class WebrtcTransport:
             assert isinstance(hello, Hello)
             if hello.language is not None and hello.language not in hub.engine.languages:
                 raise ProtocolError("unknown_language", f"no sign language {hello.language!r}")
+            background = parse_colour(hello.background) if hello.background is not None else None
         except ProtocolError as exc:
             return _bad(exc.code, exc.message)
+        except ValueError as exc:
+            return _bad("bad_field", f"background: {exc}")
         token = hub.cfg.limits.token
         if token and not authed and (hello.token is None or not hmac.compare_digest(hello.token.encode(), token.encode())):
             return _bad("unauthorized", "a valid token is required (token or Authorization: Bearer)", 401)
-        return await self._connect(body["sdp"], hello_raw)
+        return await self._connect(body["sdp"], hello, background)
 
-    async def _connect(self, sdp: str, hello_raw: str) -> web.Response:
+    async def _connect(self, sdp: str, hello: Hello, background: RGB | None) -> web.Response:
         hub, wcfg = self.hub, self.hub.cfg.webrtc
         studio = await self.studio()
         pc = RTCPeerConnection(rtc_configuration(hub.cfg))
-        track = AvatarTrack(studio)
-        set_codec(pc.addTransceiver(track, direction="sendonly"), wcfg.codec)
+        transceiver = pc.addTransceiver("video", direction="sendonly")
+        set_codec(transceiver, wcfg.codec)
+        peer = _Peer(pc, self)
         try:
             await pc.setRemoteDescription(RTCSessionDescription(loopback_sdp(sdp) if wcfg.loopback_only else sdp, "offer"))
-            if pc.getTransceivers()[0].mid is None:
+            if transceiver.mid is None:
                 raise ValueError("the offer has no video section to receive the avatar")
+            # The offer is good: join the channel and send its picture (the answer names this track).
+            room = peer.room = hub.channels.open(hello.channel, hello.language)
+            room.join(peer)
+            track = peer.track = room.watch(studio, wcfg.codec, background)
+            transceiver.sender.replaceTrack(track)
+            # One encode serves every viewer, so a viewer's picture-loss report asks the stage for
+            # a keyframe (aiortc's own flag only reaches its own encoder, which packets bypass).
+            transceiver.sender._send_keyframe = track.stage.request_keyframe
             if wcfg.loopback_only:
                 await gather_loopback(pc)
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as exc:  # aiortc raises ValueError, OperationError, parse errors...
-            track.stop()
-            await pc.close()
+            await peer.teardown()
             return _bad("bad_field", f"sdp: {type(exc).__name__}: {exc}"[:300])
-        self._peers.add(pc)
-        self._run(pc, track, hello_raw)
+        self.peers.add(peer)
+        self._wire(peer)
         return web.json_response({"type": "answer", "sdp": pc.localDescription.sdp})
 
-    def _run(self, pc: RTCPeerConnection, track: AvatarTrack, hello_raw: str) -> None:
-        hub = self.hub
-        out = _Channel(track)
-        session = hub.open_session(out.put, lambda code: asyncio.ensure_future(finish()), authed=True)
-        clock = asyncio.create_task(session.run())
-        done = False
-
-        async def teardown() -> None:
-            nonlocal done
-            if done:
-                return
-            done = True
-            session.close()
-            out.closed = True
-            clock.cancel()
-            track.stop()
-            hub.close_session(session)
-            self._peers.discard(pc)
-            await pc.close()
-
-        async def finish() -> None:  # the session ended: let its last messages out, then hang up
-            await out.flush()
-            await teardown()
+    def _wire(self, peer: _Peer) -> None:
+        pc, room = peer.pc, peer.room
+        assert room is not None
 
         @pc.on("datachannel")
         def on_channel(channel: RTCDataChannel) -> None:
-            if channel.label != CHANNEL_LABEL or out.channel is not None:
+            if channel.label != CHANNEL_LABEL or peer.channel is not None:
                 return
 
             @channel.on("message")
             def on_message(raw: str | bytes) -> None:
                 try:
-                    session.handle(raw)
+                    room.handle(peer, raw)
                 except Exception:  # a bug must not take the server down: report, go on
-                    log.exception("session %d failed on a message", session.id)
-                    session.error("internal_error", "the server failed on this message")
+                    log.exception("session %d failed on a message", room.session.id)
+                    room.session.error("internal_error", "the server failed on this message")
 
             @channel.on("close")
             def on_close() -> None:
-                asyncio.ensure_future(teardown())
+                asyncio.ensure_future(peer.teardown())
 
-            out.opened(channel)
+            peer.opened(channel)
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
             if pc.connectionState in ("failed", "closed"):
-                await teardown()
-
-        session.handle(hello_raw)
+                await peer.teardown()
 
     async def close(self, app: web.Application) -> None:
-        for pc in list(self._peers):
+        for peer in list(self.peers):
             with contextlib.suppress(Exception):
-                await pc.close()
+                await peer.teardown()
         if self._studio is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._studio.close)
             self._studio = None
-
 
 
 class Viewer:

@@ -1,0 +1,143 @@
+"""Channels: one caption stream — one Session, one render — shared by any number of clients.
+
+An /offer (or a /ws hello) may name a channel. The first client opens it: a Session whose language
+comes from that client's hello and, once a client wants video, one `Stage` (render + encode) whose
+packets every viewer's track gets. Any client of a channel may send captions, flush, config and
+ping; they all go into the one session (one message-rate budget, one language), so every client
+sees the same units and statuses. Replies to one client's message (ready, error, pong) go to that
+client alone; everything else goes to all. A channel ends when its last client leaves, or when its
+session ends (idle timeout, shutdown): then every client is closed with the session's close code.
+
+A client that names no channel gets a private channel: the same machinery with one client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import TYPE_CHECKING, Protocol
+
+from prometheus_client import Gauge
+
+from server.protocol import Message, PoseFrame, ServerMessage
+from server.video_track import RGB, Stage, Studio, ViewerTrack
+
+if TYPE_CHECKING:
+    from server.app import Hub
+
+_REPLIES = ("ready", "error", "pong")  # answers to the client whose message is being handled
+
+
+class Member(Protocol):
+    """A client of a channel, as its transport sees it."""
+
+    wants_poses: bool  # pose frames as messages (a /ws client); WebRTC viewers get video instead
+
+    def put(self, msg: ServerMessage) -> None: ...
+
+    def end(self, code: int) -> None:
+        """The channel's session ended: flush and close with `code` (then leave the channel)."""
+
+
+class Channel:
+    def __init__(self, hub: Hub, name: str | None, language: str | None) -> None:
+        self.hub = hub
+        self.name = name
+        self.members: set[Member] = set()
+        self.stage: Stage | None = None
+        self.closed = False
+        self._replying: Member | None = None
+        # Tokens were checked by the transport that let the client in.
+        self.session = hub.open_session(self._broadcast, self._ended, authed=True)
+        self.session.handle(json.dumps({"type": "hello", **({"language": language} if language else {})}))
+        self._clock = asyncio.create_task(self.session.run())
+
+    def join(self, member: Member) -> None:
+        self.members.add(member)
+        member.put(self.session.ready_message())
+
+    def handle(self, member: Member, raw: str | bytes) -> None:
+        """One raw message of `member` into the channel's session."""
+        self._replying = member
+        try:
+            self.session.handle(raw)
+        finally:
+            self._replying = None
+
+    def watch(self, studio: Studio, codec: str, background: RGB | None) -> ViewerTrack:
+        """A video track of the channel's one render (started by its first viewer, whose
+        background colour it keeps)."""
+        if self.stage is None:
+            self.stage = Stage(studio, codec, background)
+        return self.stage.watch()
+
+    def leave(self, member: Member) -> None:
+        self.members.discard(member)
+        if self.stage is not None and not self.stage.viewers:
+            self.stage.stop()
+            self.stage = None
+        if not self.members:
+            self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.session.close()
+        self._clock.cancel()
+        if self.stage is not None:
+            self.stage.stop()
+            self.stage = None
+        self.hub.close_session(self.session)
+        self.hub.channels.forget(self)
+
+    def _broadcast(self, msg: ServerMessage) -> None:
+        if isinstance(msg, PoseFrame):
+            if self.stage is not None:
+                self.stage.show(msg)
+            for m in self.members:
+                if m.wants_poses:
+                    m.put(msg)
+        elif self._replying is not None and isinstance(msg, Message) and msg.type in _REPLIES:
+            self._replying.put(msg)
+        else:
+            for m in list(self.members):
+                m.put(msg)
+
+    def _ended(self, code: int) -> None:
+        for m in list(self.members):
+            m.end(code)
+
+
+class Channels:
+    """The open channels of a server, by name, plus the private ones; their metrics."""
+
+    def __init__(self, hub: Hub) -> None:
+        self.hub = hub
+        self.named: dict[str, Channel] = {}
+        self.private: set[Channel] = set()
+        r = hub.metrics.registry
+        Gauge("signstream_channels", "Open named channels", registry=r).set_function(lambda: len(self.named))
+        Gauge("signstream_renders", "Avatar video streams rendered and encoded (one per channel with viewers)",
+              registry=r).set_function(lambda: sum(c.stage is not None for c in self.all()))
+        Gauge("signstream_viewers", "WebRTC video viewers", registry=r).set_function(
+            lambda: sum(len(c.stage.viewers) for c in self.all() if c.stage is not None))
+
+    def all(self) -> list[Channel]:
+        return [*self.named.values(), *self.private]
+
+    def open(self, name: str | None, language: str | None) -> Channel:
+        """The channel called `name` (opened now if it is not open), or a new private one."""
+        if name is not None and name in self.named:
+            return self.named[name]
+        channel = Channel(self.hub, name, language)
+        if name is None:
+            self.private.add(channel)
+        else:
+            self.named[name] = channel
+        return channel
+
+    def forget(self, channel: Channel) -> None:
+        self.private.discard(channel)
+        if channel.name is not None and self.named.get(channel.name) is channel:
+            del self.named[channel.name]
