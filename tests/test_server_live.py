@@ -72,6 +72,7 @@ def test_caption_to_frames_to_unit_status(fmt):
                     _check_schema(m)
             unit = next(m for m in got if isinstance(m, dict) and m["type"] == "unit")
             assert unit["text"] == "Hi, Bob!" and [s["gloss"] for s in unit["segments"]] == ["<ase> FS:H-I", "<ase> FS:B-O-B"]
+            assert [s["path"] for s in unit["segments"]] == ["signllm", "signllm"]  # the bundled model, in front
             frames = [m for m in got if isinstance(m, PoseFrame) and m.unit == unit["unit"]]
             status = got[-1]
             assert status["status"] == "fingerspelled" and status["unit"] == unit["unit"]
