@@ -60,9 +60,19 @@ class EngineLoop:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._owners and any(o.needs_frames() for o, _ in self._owners.values()):
+            while self.wanted():
                 self._tick()
                 await asyncio.sleep(0)  # let frames go out between ticks
+
+    def wanted(self) -> bool:
+        """Some session with a live unit has less than its lookahead buffered."""
+        return bool(self._owners) and any(o.needs_frames() for o, _ in self._owners.values())
+
+    def pump(self) -> None:
+        """Tick until no session wants frames, without yielding: for an offline driver whose
+        simulated clock waits for the engine (server/overlay.py)."""
+        while self.wanted():
+            self._tick()
 
     def _tick(self) -> None:
         start = time.perf_counter()

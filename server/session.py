@@ -120,7 +120,15 @@ class Session:
             return self.error("rate_limited", f"more than {self.cfg.limits.message_rate:g} messages/s")
         try:
             msg = parse_client_message(raw, self.cfg.limits.max_message_bytes)
-            self._active_at = now
+        except ProtocolError as exc:
+            return self.error(exc.code, exc.message)
+        self._active_at = now
+        self.feed(msg, now)
+
+    def feed(self, msg: ClientMessage, now: float) -> None:
+        """A parsed client message at `now` on the session's clock. `handle` calls it with the wall
+        clock; an offline driver (server/overlay.py) with its simulated clock, and no rate limit."""
+        try:
             self._dispatch(msg, now)
         except ProtocolError as exc:
             self.error(exc.code, exc.message)
@@ -300,7 +308,8 @@ class Session:
             backlog = self.backlog_s()
         self.timeline.speed = min(live.max_speedup, max(1.0, backlog / live.speedup_after_s))
 
-    def _frame(self, now: float) -> None:
+    def tick(self, now: float) -> None:
+        """One period of the frame clock: `run` calls it on the wall clock, an offline driver on its own."""
         self._apply(self.segmenter.poll(now))
         self._backlog_policy()
         frame, events = self.timeline.next()
@@ -344,7 +353,7 @@ class Session:
                 self.error("idle_timeout", f"nothing received or signed for {self.cfg.limits.idle_timeout_s:g} s")
                 self.finish(CLOSE_POLICY)
                 break
-            self._frame(time.monotonic())
+            self.tick(time.monotonic())
             due += period
             if due < now - 5 * period:
                 due = now  # too far behind (overloaded): resume rather than burst

@@ -19,6 +19,7 @@ G = world rotation; a bone's local rotation is its parent's G⁻¹ · G.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -443,16 +444,21 @@ def _cone(d: np.ndarray, t: np.ndarray, max_angle: float | np.ndarray) -> np.nda
     return np.where(np.asarray(over)[..., None], limited, t)
 
 
-def retarget_sequence(rig: Rig, seq: PoseSequence, settings: RetargetSettings = RetargetSettings()) -> np.ndarray:
-    """Local rotations (T, J, 3, 3) for a whole clip, aligned with its frames (the one-frame delay
-    of the smoothing is taken back, since the whole clip is at hand)."""
-    rt = Retargeter(rig, seq.fps, settings)
-    out = []
-    for pts, conf in zip(seq.frames.astype(np.float64), seq.confidence):
-        r = rt.push(pts, conf)
+def retarget_stream(rig: Rig, fps: float, frames: Iterable[tuple[np.ndarray, np.ndarray]],
+                    settings: RetargetSettings = RetargetSettings()) -> Iterator[np.ndarray]:
+    """Local rotations (J, 3, 3) for each (points, confidence) of a finite stream, one per frame:
+    the one-frame delay of the smoothing is taken back at the stream's end."""
+    rt = Retargeter(rig, fps, settings)
+    for pts, conf in frames:
+        r = rt.push(np.asarray(pts, np.float64), conf)
         if r is not None:
-            out.append(r)
+            yield r
     last = rt.flush()
     if last is not None:
-        out.append(last)
+        yield last
+
+
+def retarget_sequence(rig: Rig, seq: PoseSequence, settings: RetargetSettings = RetargetSettings()) -> np.ndarray:
+    """Local rotations (T, J, 3, 3) for a whole clip, aligned with its frames."""
+    out = list(retarget_stream(rig, seq.fps, zip(seq.frames, seq.confidence), settings))
     return np.stack(out) if out else np.zeros((0, len(rig), 3, 3))
