@@ -60,21 +60,68 @@ def check(file: str = typer.Argument(..., help="a glTF 2.0 / VRM humanoid (.glb,
         typer.echo(f"  note: {note}")
 
 
-def render(input: str = typer.Argument(..., help="a .pose or .skels file"),
-           output: str = typer.Option(..., "-o", "--output", help="out.mp4, out.webm or out.png"),
+def render(input: str = typer.Argument(None, help="a .pose or .skels file (or give --captions)"),
+           output: str = typer.Option(..., "-o", "--output",
+                                      help="out.mp4, out.webm, out.mov or out.png; with --captions out.webm or out.mov"),
+           captions: str = typer.Option(None, "--captions",
+                                        help="a WebVTT/SRT file: render a transparent overlay signing its cues at their times"),
+           language: str = typer.Option(None, "--language", "--lang", help="--captions: sign language (default: [live] default_language)"),
+           engine: str = typer.Option(None, "--engine", help="--captions: engine folder (default: [engine] path)"),
+           report: str = typer.Option(None, "--report", help="--captions: the JSON report (default: the video's name with .json)"),
+           size: str = typer.Option(None, "--size", help="WIDTHxHEIGHT in pixels (default: [video] width, height)"),
+           fps: int = typer.Option(None, "--fps", help="frames per second (default: [video] fps)"),
            avatar: str = typer.Option(None, "--avatar", help="a rigged .glb/.gltf/.vrm (default: [avatar] path)"),
            frame: int = typer.Option(None, "--frame", help=".png: which frame (default: the middle one)"),
            line: int = typer.Option(1, "--line", help=".skels: which sequence (line number, from 1)"),
            skels_scale: float = typer.Option(1.0, "--skels-scale", help=".skels: coordinate scale (Prompt2Sign 9, PT 3, ours 1)"),
            config: str = _CONFIG) -> None:
-    """Render a pose file with the avatar to a video (.mp4/.webm) or a still (.png)."""
+    """Render a pose file with the avatar to a video (.mp4/.webm/.mov) or a still (.png); or, with
+    --captions, a caption file to a transparent overlay video (.webm/.mov) and a JSON report."""
     from engines.errors import SignStreamError
 
-    cfg = _load_config(config)
+    if (input is None) == (captions is None):
+        typer.echo("error: give either a pose file or --captions FILE", err=True)
+        raise typer.Exit(2)
+    cfg = _with_video(_load_config(config), size, fps, engine)
     try:
-        _render(cfg, Path(input), Path(output), avatar, frame, line, skels_scale)
+        if captions is not None:
+            _render_overlay(cfg, Path(captions), Path(output), language, avatar, Path(report) if report else None)
+        else:
+            _render(cfg, Path(input), Path(output), avatar, frame, line, skels_scale)
     except SignStreamError as exc:
         _fail(exc)
+
+
+def _with_video(cfg, size: str | None, fps: int | None, engine: str | None):
+    """The config with the command line's --size, --fps and --engine in place of its own."""
+    from dataclasses import replace
+
+    video = cfg.video
+    if size is not None:
+        try:
+            width, height = (int(n) for n in size.lower().split("x"))
+        except ValueError:
+            raise typer.BadParameter(f"{size!r}: expected WIDTHxHEIGHT, e.g. 512x512", param_hint="--size") from None
+        video = replace(video, width=width, height=height)
+    if fps is not None:
+        if fps <= 0:
+            raise typer.BadParameter("must be positive", param_hint="--fps")
+        video = replace(video, fps=fps)
+    # --engine is a path on the command line, so relative to the working directory (config paths are to the repo)
+    return replace(cfg, video=video, engine=replace(cfg.engine, path=str(Path(engine).resolve())) if engine else cfg.engine)
+
+
+def _render_overlay(cfg, captions: Path, output: Path, language: str | None, avatar: str | None,
+                    report_path: Path | None) -> None:
+    from server.overlay import render_overlay, write_report
+
+    report = render_overlay(cfg, captions, output, language, avatar)
+    report_path = report_path or output.with_suffix(".json")
+    write_report(report, report_path)
+    w = report["words"]
+    typer.echo(f"{output}: {report['frames']} frames at {report['fps']:g} fps ({report['duration_s']:.2f} s), "
+               f"{report['width']}×{report['height']}, alpha; {len(report['cues'])} cues: {w['sign']} words signed, "
+               f"{w['fingerspelling']} fingerspelled, {w['text'] + w['nothing']} not signed; report {report_path}")
 
 
 def _read_input(path: Path, fps: float, line: int, skels_scale: float):
@@ -100,21 +147,18 @@ def _read_input(path: Path, fps: float, line: int, skels_scale: float):
 def _render(cfg, input_path: Path, output: Path, avatar_path: str | None, frame: int | None, line: int,
             skels_scale: float) -> None:
     from server.avatar.errors import RenderError
-    from server.avatar.gltf import load_avatar
-    from server.avatar.render import AvatarRenderer
-    from server.avatar.retarget import RetargetSettings, retarget_sequence
-    from server.avatar.video import VIDEO_SUFFIXES, check_output, write_png, write_video
+    from server.avatar.retarget import retarget_sequence
+    from server.avatar.video import VIDEO_SUFFIXES, check_output, open_renderer, render_frames, write_png, write_video
 
-    v, a = cfg.video, cfg.avatar
+    v = cfg.video
     rgba = len(v.background) == 4 and v.background[3] < 1.0
     check_output(output, rgba)
     seq = _read_input(input_path, float(v.fps), line, skels_scale).resample(float(v.fps))
     if len(seq) == 0:
         raise RenderError(f"{input_path}: no frames to render")
-    model = load_avatar(avatar_path or cfg.resolve(a.path), a.bone_map)
-    settings = RetargetSettings(a.min_confidence, a.hold_seconds, a.ease_seconds, a.smoothing, a.finger_limits)
+    model, settings, renderer = open_renderer(cfg, avatar_path, v.background)
     rotations = retarget_sequence(model.rig, seq, settings)
-    with AvatarRenderer(model, v.width, v.height, v.background, a.skinning, v.antialias) as renderer:
+    with renderer:
         if output.suffix.lower() not in VIDEO_SUFFIXES:
             index = len(seq) // 2 if frame is None else frame
             if not 0 <= index < len(seq):
@@ -122,15 +166,5 @@ def _render(cfg, input_path: Path, output: Path, avatar_path: str | None, frame:
             write_png(renderer.render(model.rig.fk(rotations[index])), output)
             typer.echo(f"{output}: frame {index} of {len(seq)}")
             return
-
-        def frames():
-            pending = None  # skin the next frame while the GL thread draws this one
-            for rot in rotations:
-                job = renderer.submit(model.rig.fk(rot))
-                if pending is not None:
-                    yield pending.result()
-                pending = job
-            yield pending.result()
-
-        count = write_video(frames(), output, float(v.fps), rgba)
+        count = write_video(render_frames(renderer, model.rig, rotations), output, float(v.fps), rgba)
     typer.echo(f"{output}: {count} frames at {v.fps} fps, {v.width}×{v.height}")

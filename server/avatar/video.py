@@ -1,18 +1,52 @@
-"""Writing rendered frames: .mp4 (H.264), .webm (VP9, with alpha when the background is
-transparent) through PyAV, or a single .png."""
+"""Writing rendered frames through PyAV: .mp4 (H.264), .webm (VP9, with alpha when the background
+is transparent), .mov (ProRes 4444, with alpha when transparent), or a single .png.
+
+Every file is written beside its destination under a temporary name and renamed into place only
+when complete, so a failed or interrupted render never leaves a half-written file behind.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from server.avatar.errors import RenderError
 
-VIDEO_SUFFIXES = (".mp4", ".webm")
+if TYPE_CHECKING:
+    from server.avatar.gltf import Avatar
+    from server.avatar.render import AvatarRenderer
+    from server.avatar.retarget import RetargetSettings
+    from server.avatar.rig import Rig
+    from server.config import Config
+
+
+@dataclass(frozen=True)
+class _Codec:
+    name: str  # PyAV / FFmpeg encoder
+    pix_fmt: str
+    alpha_pix_fmt: str | None  # None: the format has no alpha channel
+    options: dict[str, str]
+
+
+_CODECS = {
+    ".mp4": _Codec("libx264", "yuv420p", None, {"crf": "18", "preset": "veryfast"}),
+    # realtime/cpu-used 8: VP9 is by far the slowest stage otherwise; the avatar on a flat or
+    # transparent background compresses well anyway. The webm muxer marks alpha (alpha_mode=1).
+    ".webm": _Codec("libvpx-vp9", "yuv420p", "yuva420p", {"crf": "30", "b:v": "0", "deadline": "realtime", "cpu-used": "8"}),
+    # ProRes 4444 is what broadcast mixers and editors take with a key (alpha) channel.
+    ".mov": _Codec("prores_ks", "yuv444p10le", "yuva444p10le", {"profile": "4444"}),
+}
+VIDEO_SUFFIXES = tuple(_CODECS)
 OUTPUT_SUFFIXES = VIDEO_SUFFIXES + (".png",)
+ALPHA_SUFFIXES = tuple(s for s, c in _CODECS.items() if c.alpha_pix_fmt) + (".png",)
 
 
 def check_output(path: Path, rgba: bool) -> None:
@@ -20,15 +54,56 @@ def check_output(path: Path, rgba: bool) -> None:
     suffix = path.suffix.lower()
     if suffix not in OUTPUT_SUFFIXES:
         raise RenderError(f"{path}: output must end in {', '.join(OUTPUT_SUFFIXES)}")
-    if rgba and suffix == ".mp4":
-        raise RenderError(f"{path}: H.264 .mp4 has no alpha channel; use .webm or .png for a transparent background")
+    if rgba and suffix not in ALPHA_SUFFIXES:
+        raise RenderError(f"{path}: {suffix} has no alpha channel; use {', '.join(ALPHA_SUFFIXES)} for a transparent background")
+
+
+@contextmanager
+def replacing(path: Path) -> Iterator[Path]:
+    """A temporary path beside `path` (same suffix, so writers pick the same format) that replaces
+    `path` when the block succeeds and is removed when it fails."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_png(image: np.ndarray, path: Path) -> None:
     from PIL import Image
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(image).save(path)
+    with replacing(path) as tmp:
+        Image.fromarray(image).save(tmp)
+
+
+def open_renderer(cfg: Config, avatar_path: str | None,
+                  background: Sequence[float]) -> tuple[Avatar, RetargetSettings, AvatarRenderer]:
+    """For a file render: the avatar (`avatar_path` or the config's), its retargeting settings, and
+    a renderer at the config's video size over `background` (RGBA; alpha < 1 gives RGBA images)."""
+    from server.avatar.gltf import load_avatar
+    from server.avatar.render import AvatarRenderer
+    from server.avatar.retarget import RetargetSettings
+
+    v, a = cfg.video, cfg.avatar
+    model = load_avatar(avatar_path or cfg.resolve(a.path), a.bone_map)
+    settings = RetargetSettings(a.min_confidence, a.hold_seconds, a.ease_seconds, a.smoothing, a.finger_limits)
+    return model, settings, AvatarRenderer(model, v.width, v.height, background, a.skinning, v.antialias)
+
+
+def render_frames(renderer: AvatarRenderer, rig: Rig, rotations: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+    """Images for a stream of local rotations; skins the next frame while the GL thread draws this one."""
+    pending = None
+    for rot in rotations:
+        job = renderer.submit(rig.fk(rot))
+        if pending is not None:
+            yield pending.result()
+        pending = job
+    if pending is not None:
+        yield pending.result()
 
 
 def write_video(frames: Iterable[np.ndarray], path: Path, fps: float, rgba: bool) -> int:
@@ -36,16 +111,12 @@ def write_video(frames: Iterable[np.ndarray], path: Path, fps: float, rgba: bool
     import av
 
     check_output(path, rgba)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    webm = path.suffix.lower() == ".webm"
+    codec = _CODECS[path.suffix.lower()]
     count = 0
-    with av.open(str(path), mode="w") as container:
-        stream = container.add_stream("libvpx-vp9" if webm else "libx264", rate=Fraction(fps).limit_denominator(1001))
-        stream.pix_fmt = "yuva420p" if (webm and rgba) else "yuv420p"
-        if not webm:
-            stream.options = {"crf": "18", "preset": "veryfast"}
-        else:
-            stream.options = {"crf": "30", "b:v": "0", "deadline": "realtime", "cpu-used": "8"}
+    with replacing(path) as tmp, av.open(str(tmp), mode="w") as container:
+        stream = container.add_stream(codec.name, rate=Fraction(fps).limit_denominator(1001))
+        stream.pix_fmt = codec.alpha_pix_fmt if (rgba and codec.alpha_pix_fmt) else codec.pix_fmt
+        stream.options = dict(codec.options)
         for image in frames:
             if count == 0:
                 h, w = image.shape[:2]
