@@ -148,3 +148,27 @@ def test_a_failed_encode_leaves_no_file(tmp_path):
     with pytest.raises(RenderError):
         write_video(frames(), old, 25.0, rgba=True)
     assert old.read_bytes() == b"previous file" and [p.name for p in tmp_path.iterdir()] == ["old.webm"]
+
+
+def test_a_backlog_speeds_up_then_shows_text_as_live_does():
+    """Cues faster than fingerspelling can follow: the live backlog policy, not unbounded drift."""
+    from engines.loader import open_scheduler
+    from server.caption_files import Cue
+    from server.config import load_config
+    from server.overlay import CuePlayer
+
+    cfg = load_config()
+    cues = [Cue(i * 0.5, i * 0.5 + 0.5, "signing stream") for i in range(16)]
+    player = CuePlayer(cfg, cues, "ase", open_scheduler(cfg.engine, float(cfg.video.fps)))
+    count = sum(1 for _ in player.frames())
+    report = player.report()
+    units = [u for c in report["cues"] for u in c["units"]]
+    assert count == report["frames"] and len(units) == 16 and all(u["status"] for u in units)
+    skipped = [u for u in units if u["status"] == "shown_as_text"]
+    played = [u for u in units if u["status"] != "shown_as_text"]
+    assert skipped and played and all(u["reason"].startswith("backlog") and u["first_frame"] is None for u in skipped)
+    assert max(u["max_speed"] for u in played) == cfg.live.max_speedup
+    assert len(report["not_signed"]) == 2 * len(skipped) and report["words"]["text"] == 2 * len(skipped)
+    # Without the policy all 16 units would play one after the other at normal speed.
+    one_unit = (played[0]["last_frame"] - played[0]["first_frame"] + 1) / report["fps"]
+    assert report["duration_s"] < 0.6 * 16 * one_unit
