@@ -216,6 +216,10 @@ class WebrtcTransport:
             transceiver.sender._send_keyframe = track.stage.request_keyframe
             if wcfg.loopback_only:
                 await gather_loopback(pc)
+            # /offer does not trickle: the offer's candidates are all there will be, so ICE fails
+            # (and the peer closes) once they are tried, instead of waiting for more forever.
+            # After gathering: aioice drops the components that no remote candidate pairs with.
+            await pc.addIceCandidate(None)
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as exc:  # aiortc raises ValueError, OperationError, parse errors...
             await peer.teardown()
