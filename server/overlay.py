@@ -86,6 +86,9 @@ class CuePlayer:
         self.fps = float(cfg.video.fps)
         self.language = language
         self.cues = [_CueRecord(c) for c in cues]
+        # The first frame at or after each cue's start; cues are fed in time order, whatever the file's.
+        self.starts = [math.ceil(c.start * self.fps - 1e-6) for c in cues]
+        self._order = sorted(range(len(cues)), key=lambda i: self.starts[i])
         self.frame_count = 0
         self._units: dict[int, _UnitRecord] = {}
         self._feeding: _CueRecord | None = None
@@ -119,7 +122,6 @@ class CuePlayer:
     def frames(self) -> Iterator[PoseFrame]:
         """One pose frame per output frame, until the last cue's end has passed, every unit has
         its status and the avatar is back at rest."""
-        starts = [math.ceil(r.cue.start * self.fps - 1e-6) for r in self.cues]
         cover = math.ceil(max(r.cue.end for r in self.cues) * self.fps - 1e-6)
         words = sum(len(r.cue.text.split()) for r in self.cues)
         stuck = cover + int((_STUCK_S + _STUCK_WORD_S * words) * self.fps)
@@ -127,9 +129,10 @@ class CuePlayer:
         rested = 0  # consecutive rest frames: two, so the retargeter's 3-tap smoothing ends at rest too
         while True:
             now = index / self.fps
-            while fed < len(self.cues) and starts[fed] <= index:
-                self._feeding = self.cues[fed]
-                self.session.feed(Caption(f"cue-{fed + 1}", self._feeding.cue.text, final=True), now)
+            while fed < len(self.cues) and self.starts[self._order[fed]] <= index:
+                n = self._order[fed]
+                self._feeding = self.cues[n]
+                self.session.feed(Caption(f"cue-{n + 1}", self._feeding.cue.text, final=True), now)
                 self._feeding = None
                 fed += 1
             self.engine.pump()
@@ -181,7 +184,7 @@ class CuePlayer:
                 units.append({"unit": u.unit, "text": u.text, "status": u.status, "reason": u.reason,
                               "first_frame": u.span.first, "last_frame": u.span.last, "max_speed": round(u.speed, 3),
                               "segments": segments})
-            cues.append({"cue": n, **asdict(c.cue), "first_frame": math.ceil(c.cue.start * self.fps - 1e-6),
+            cues.append({"cue": n, **asdict(c.cue), "first_frame": self.starts[n - 1],
                          "refused": c.refused, "units": units})
             if c.refused is not None:
                 not_signed.append({"cue": n, "word": c.cue.text, "shown": "nothing",

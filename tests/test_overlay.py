@@ -172,3 +172,19 @@ def test_a_backlog_speeds_up_then_shows_text_as_live_does():
     # Without the policy all 16 units would play one after the other at normal speed.
     one_unit = (played[0]["last_frame"] - played[0]["first_frame"] + 1) / report["fps"]
     assert report["duration_s"] < 0.6 * 16 * one_unit
+
+
+def test_cues_out_of_file_order_play_at_their_times():
+    from engines.loader import open_scheduler
+    from server.caption_files import parse_captions
+    from server.config import load_config
+    from server.overlay import CuePlayer
+
+    cfg = load_config()
+    cues = parse_captions("1\n00:00:03,000 --> 00:00:04,000\nyes\n\n2\n00:00:00,400 --> 00:00:01,000\nno\n")
+    player = CuePlayer(cfg, cues, "ase", open_scheduler(cfg.engine, float(cfg.video.fps)))
+    for _ in player.frames():
+        pass
+    late, early = (c["units"][0] for c in player.report()["cues"])
+    assert (early["text"], early["first_frame"]) == ("no", 10)
+    assert (late["text"], late["first_frame"]) == ("yes", 3 * FPS)
