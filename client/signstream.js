@@ -14,12 +14,21 @@ function gathered(pc) {
   });
 }
 
-// Opens a session. opts: {server, hello, video, canvas, onMessage(m), onState(text)}.
-// Returns {send(msg), close(), kind} once the offer was answered (or the socket opened).
+const KEEPALIVE_MS = 60000;  // a ping now and then keeps a watching-only session from the idle timeout
+
+// Opens a session. opts: {server, hello, video, canvas, onMessage(m), onState(text), onClose(), transport}.
+// hello may name a channel (shared stream) and a background (#RRGGBB). transport "ws" forces /ws.
+// Returns {send(msg), close(), kind} once the offer was answered (or the socket opened); onClose is
+// called once when the connection is lost or closed.
 async function connectSignStream(opts) {
   const base = opts.server || location.origin;
-  if (typeof RTCPeerConnection === "function") return connectWebRTC(base, opts);
-  return connectWebSocket(base, opts);
+  let closed = false, timer = null;
+  const done = opts.onClose || (() => {});
+  opts = {...opts, onClose: () => { if (!closed) { closed = true; clearInterval(timer); done(); } }};
+  const conn = opts.transport !== "ws" && typeof RTCPeerConnection === "function"
+    ? await connectWebRTC(base, opts) : await connectWebSocket(base, opts);
+  if (!closed) timer = setInterval(() => conn.send({type: "ping"}), KEEPALIVE_MS);
+  return conn;
 }
 
 async function connectWebRTC(base, opts) {
@@ -27,11 +36,15 @@ async function connectWebRTC(base, opts) {
   const channel = pc.createDataChannel(CHANNEL_LABEL);
   const queued = [];
   pc.addTransceiver("video", {direction: "recvonly"});
+  opts.video.hidden = false; if (opts.canvas) opts.canvas.hidden = true;
   pc.ontrack = (e) => { opts.video.srcObject = e.streams[0] || new MediaStream([e.track]); opts.video.play().catch(() => {}); };
-  pc.onconnectionstatechange = () => opts.onState("WebRTC " + pc.connectionState);
+  pc.onconnectionstatechange = () => {
+    opts.onState("WebRTC " + pc.connectionState);
+    if (["failed", "closed"].includes(pc.connectionState)) opts.onClose();
+  };
   channel.onopen = () => { queued.splice(0).forEach((s) => channel.send(s)); };
   channel.onmessage = (e) => opts.onMessage(JSON.parse(e.data));
-  channel.onclose = () => opts.onState("closed");
+  channel.onclose = () => { opts.onState("closed"); opts.onClose(); pc.close(); };
   await pc.setLocalDescription(await pc.createOffer());
   await gathered(pc);
   const r = await fetch(base + "/offer", {method: "POST", headers: {"Content-Type": "application/json"},
@@ -42,7 +55,7 @@ async function connectWebRTC(base, opts) {
   return {
     kind: "webrtc", pc,
     send(msg) { const s = JSON.stringify(msg); if (channel.readyState === "open") channel.send(s); else queued.push(s); },
-    close() { pc.close(); },
+    close() { pc.close(); opts.onClose(); },
   };
 }
 
@@ -50,15 +63,16 @@ function connectWebSocket(base, opts) {
   const url = base.replace(/^http/, "ws") + "/ws";
   const ws = new WebSocket(url);
   const canvas = opts.canvas, ctx = canvas.getContext("2d");
+  const {channel, background, ...hello} = opts.hello;  // /ws sessions are private and send no video
   opts.video.hidden = true; canvas.hidden = false;
   return new Promise((resolve, reject) => {
     ws.onopen = () => {
-      ws.send(JSON.stringify({type: "hello", ...opts.hello, format: "json"}));
+      ws.send(JSON.stringify({type: "hello", ...hello, format: "json"}));
       opts.onState("WebSocket (pose stream, no video)");
       resolve({kind: "websocket", send: (m) => ws.send(JSON.stringify(m)), close: () => ws.close()});
     };
     ws.onerror = () => reject(new Error("WebSocket failed"));
-    ws.onclose = () => opts.onState("closed");
+    ws.onclose = () => { opts.onState("closed"); opts.onClose(); };
     ws.onmessage = (e) => {
       const m = JSON.parse(e.data);
       if (m.type === "pose") drawPose(ctx, canvas, m); else opts.onMessage(m);

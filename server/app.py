@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Callable
+from typing import Awaitable, Callable
 
 from aiohttp import web
 
@@ -78,8 +78,10 @@ async def _metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
 
-async def _index(request: web.Request) -> web.FileResponse:
-    return web.FileResponse(CLIENT_DIR / "index.html")
+def _page(name: str) -> Callable[[web.Request], Awaitable[web.FileResponse]]:
+    async def page(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(CLIENT_DIR / name)
+    return page
 
 
 def build_app(cfg: Config) -> web.Application:
@@ -91,7 +93,8 @@ def build_app(cfg: Config) -> web.Application:
     app.router.add_post("/offer", webrtc.offer)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/metrics", _metrics)
-    app.router.add_get("/", _index)
+    app.router.add_get("/", _page("index.html"))
+    app.router.add_get("/kiosk", _page("kiosk.html"))  # full-screen avatar and captions (client/kiosk.html)
     app.router.add_static("/client/", CLIENT_DIR)
 
     async def engine_task(app: web.Application):

@@ -163,5 +163,25 @@ app.add_typer(avatar_app, name="avatar")
 app.command("render")(render_command)
 
 
+
+@app.command("kiosk")
+def kiosk(server: str = typer.Option("http://127.0.0.1:8080", "--server", help="server URL; started here unless it answers /healthz"),
+          lang: str = typer.Option(None, "--lang", help="sign language of the stream"),
+          channel: str = typer.Option(None, "--channel", help="channel to show (shared with its other clients)"),
+          bg: str = typer.Option(None, "--bg", help="background colour RRGGBB, e.g. 00ff00 for a chroma key"),
+          no_captions: bool = typer.Option(False, "--no-captions", help="hide the captions"),
+          config: str = typer.Option(None, "--config", help="config file of a server started here"),
+          print_url: bool = typer.Option(False, "--print-url", help="print the kiosk URL and exit (start nothing)"),
+          no_browser: bool = typer.Option(False, "--no-browser", help="start the server if needed and print the URL, no browser")) -> None:
+    """Show the kiosk page (full-screen avatar and captions) in Chromium, starting the server if needed."""
+    from server.kiosk import kiosk_url, run_kiosk
+
+    url = kiosk_url(server, lang, channel, bg, captions=not no_captions)
+    if print_url:
+        typer.echo(url)
+        return
+    raise typer.Exit(run_kiosk(server, url, config, browser=not no_browser))
+
+
 if __name__ == "__main__":
     app()

@@ -1,5 +1,6 @@
 """The browser client in real headless Chromium against a real `signstream serve`: it connects over
-WebRTC, sends a caption, plays the avatar video, and the picture changes while the avatar signs."""
+WebRTC, sends a caption, plays the avatar video, and the picture changes while the avatar signs;
+two pages of one channel see one stream (rendered once); without WebRTC the /ws canvas draws."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Iterator
 
@@ -21,23 +23,49 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--allow-loopbac
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed (apt package chromium)")
 
 
-@pytest.fixture
-def server() -> Iterator[str]:
-    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1", "--port", "0"],
+def serve(port: int = 0) -> tuple[subprocess.Popen, str]:
+    """A real `signstream serve` on 127.0.0.1:port; returns the process and its URL once it listens."""
+    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
                             cwd=Path(__file__).resolve().parent.parent, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        assert proc.stderr is not None
-        for line in proc.stderr:
-            found = re.search(r"listening on (http://\S+)", line)
-            if found:
-                break
-        else:
-            pytest.fail(f"signstream serve exited with {proc.wait()}")
-        yield found.group(1)
-    finally:
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        found = re.search(r"listening on (http://\S+)", line)
+        if found:
+            os.set_blocking(proc.stderr.fileno(), False)  # never read again: keep the pipe from filling
+            return proc, found.group(1)
+    pytest.fail(f"signstream serve exited with {proc.wait()}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[str]:
+    proc, url = serve()
+    try:
+        yield url
+    finally:
+        stop(proc)
+
+
+async def launch(p):
+    return await p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+
+
+async def moved(page, snapshot: str, rest: list[int], threshold: float = 8.0, tries: int = 100) -> float:
+    """Sample the picture while the avatar signs; the largest mean difference from `rest`."""
+    change = 0.0
+    for _ in range(tries):
+        now = await page.evaluate(snapshot)
+        change = max(change, sum(abs(a - b) for a, b in zip(now, rest)) / len(rest))
+        if change > threshold:
+            break
+        await asyncio.sleep(0.05)
+    return change
 
 
 # The mean absolute difference of two frames of the playing <video>, drawn to a canvas.
@@ -51,7 +79,7 @@ def test_page_signs_over_webrtc(server: str):
 
     async def main():
         async with async_playwright() as p:
-            browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            browser = await launch(p)
             try:
                 page = await browser.new_page()
                 await page.goto(server + "/")
@@ -62,16 +90,76 @@ def test_page_signs_over_webrtc(server: str):
                 await page.keyboard.press("Enter")
                 await page.wait_for_selector("#committed p", timeout=20000)
                 assert "FS:B-O-B" in await page.inner_text("#committed")
-                change = 0.0
-                for _ in range(100):  # sample the picture while the avatar signs
-                    now = await page.evaluate(_SNAPSHOT)
-                    change = max(change, sum(abs(a - b) for a, b in zip(now, rest)) / len(rest))
-                    if change > 8.0:
-                        break
-                    await asyncio.sleep(0.05)
-                assert change > 8.0
+                assert await moved(page, _SNAPSHOT, rest) > 8.0
                 await page.wait_for_selector("#statuses li[data-status=fingerspelled]", timeout=20000)
                 assert (await page.inner_text("#state")).startswith("WebRTC connected")
+                await page.evaluate("conn.close()")  # hang up now (a closed tab is noticed only by ICE timeouts)
+            finally:
+                await browser.close()
+    asyncio.run(asyncio.wait_for(main(), 60))
+
+
+def _gauge(url: str, name: str) -> float:
+    with urllib.request.urlopen(url + "/metrics") as r:
+        found = re.search(rf"^{name} (\S+)$", r.read().decode(), re.M)
+    assert found, name
+    return float(found.group(1))
+
+
+def test_two_viewers_of_a_channel_see_one_stream(server: str):
+    """Two pages of channel "duo": one caption typed once in the first moves both pictures and shows
+    in both; the server renders the channel once."""
+    from playwright.async_api import async_playwright
+
+    async def main():
+        async with async_playwright() as p:
+            browser = await launch(p)
+            try:
+                pages = [await browser.new_page() for _ in range(2)]
+                for page in pages:
+                    await page.goto(server + "/?channel=duo")
+                    await page.wait_for_function("document.getElementById('avatar').videoWidth > 0", timeout=30000)
+                for _ in range(100):  # pages of earlier tests may still be hanging up
+                    if _gauge(server, "signstream_renders") == 1:
+                        break
+                    await asyncio.sleep(0.1)
+                assert _gauge(server, "signstream_renders") == 1 and _gauge(server, "signstream_viewers") == 2
+                rests = [await page.evaluate(_SNAPSHOT) for page in pages]
+                await pages[0].fill("#text", "Hi, Bob!")
+                await pages[0].keyboard.press("Enter")
+                for page, rest in zip(pages, rests):
+                    await page.wait_for_selector("#committed p", timeout=20000)
+                    assert "Hi, Bob!" in await page.inner_text("#committed")
+                    assert await moved(page, _SNAPSHOT, rest) > 8.0
+            finally:
+                await browser.close()
+    asyncio.run(asyncio.wait_for(main(), 60))
+
+
+_CANVAS = """() => Array.from(document.getElementById('poses').getContext('2d')
+  .getImageData(0, 0, 512, 512).data.filter((_, i) => i % 16 === 0))"""
+
+
+def test_websocket_fallback_draws_on_the_canvas(server: str):
+    """Without RTCPeerConnection the page takes /ws and draws the pose stream on its canvas."""
+    from playwright.async_api import async_playwright
+
+    async def main():
+        async with async_playwright() as p:
+            browser = await launch(p)
+            try:
+                page = await browser.new_page()
+                await page.add_init_script("delete window.RTCPeerConnection")
+                await page.goto(server + "/")
+                await page.wait_for_function("document.getElementById('state').textContent.startsWith('WebSocket')")
+                assert await page.is_visible("#poses") and not await page.is_visible("#avatar")
+                await asyncio.sleep(0.3)  # a few rest frames drawn
+                rest = await page.evaluate(_CANVAS)
+                assert len(set(rest)) > 1  # the rest pose is drawn
+                await page.fill("#text", "Hi, Bob!")
+                await page.keyboard.press("Enter")
+                assert await moved(page, _CANVAS, rest, threshold=0.5) > 0.5
+                await page.wait_for_selector("#statuses li[data-status=fingerspelled]", timeout=20000)
             finally:
                 await browser.close()
     asyncio.run(asyncio.wait_for(main(), 60))

@@ -203,7 +203,8 @@ class WebrtcTransport:
         set_codec(transceiver, wcfg.codec)
         peer = _Peer(pc, self)
         try:
-            await pc.setRemoteDescription(RTCSessionDescription(loopback_sdp(sdp) if wcfg.loopback_only else sdp, "offer"))
+            remote = loopback_sdp(sdp) if wcfg.loopback_only else sdp
+            await pc.setRemoteDescription(RTCSessionDescription(remote, "offer"))
             if transceiver.mid is None:
                 raise ValueError("the offer has no video section to receive the avatar")
             # The offer is good: join the channel and send its picture (the answer names this track).
@@ -217,9 +218,11 @@ class WebrtcTransport:
             if wcfg.loopback_only:
                 await gather_loopback(pc)
             # /offer does not trickle: the offer's candidates are all there will be, so ICE fails
-            # (and the peer closes) once they are tried, instead of waiting for more forever.
-            # After gathering: aioice drops the components that no remote candidate pairs with.
-            await pc.addIceCandidate(None)
+            # (and the peer closes) once they are tried, instead of waiting for more forever. Not
+            # for an offer without usable candidates (a browser that hides its addresses): its
+            # checks to us make peer-reflexive pairs, which aioice would not wait for.
+            if "a=candidate:" in remote:
+                await pc.addIceCandidate(None)
             await pc.setLocalDescription(await pc.createAnswer())
         except Exception as exc:  # aiortc raises ValueError, OperationError, parse errors...
             await peer.teardown()
