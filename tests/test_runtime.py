@@ -106,3 +106,36 @@ def test_a_runtime_that_is_not_installed_says_what_to_install(tiny_engine):
     assert err.value.code == "runtime_unavailable"
     with pytest.raises(RuntimeUnavailable, match="choose one of onnxruntime, tensorrt, torch"):
         open_runtime(tiny_engine, "tflite")
+
+
+@pytest.mark.parametrize("fps", [50.0, 12.5, 30.0])
+def test_a_model_at_another_frame_rate_is_retimed_to_the_output_clock(backend, fps):
+    from engines.retime import Retimed
+
+    words = [UNITS[1], UNITS[2]]  # one word each: a word's clock restarts at its first frame
+    source = _run(Scheduler([backend]), {0: words})
+    retimed = _run(Scheduler([Retimed(backend, backend.fps, fps)]), {0: words})
+    ratio = backend.fps / fps
+    for uid, frames in source.items():
+        out = retimed[uid]
+        # The same signing time on the new clock (each word loses at most a final partial frame).
+        assert abs(len(out) * ratio - len(frames)) <= 2 * ratio + 1
+        for k in range(len(out)):  # frame k shows source time k × ratio, interpolated
+            pos = k * ratio
+            i = int(np.floor(pos))
+            if i + 1 < len(frames) and abs(pos - round(pos)) < 1e-9:
+                np.testing.assert_allclose(out[k], frames[i], atol=1e-5)
+        assert not np.allclose(out[1], out[0])  # it moves: no frame simply repeated at the start
+    assert backend.live == 0
+
+
+def test_the_loader_retimes_the_bundled_model_to_the_configured_fps():
+    from types import SimpleNamespace
+
+    from engines.loader import open_scheduler
+    from engines.retime import Retimed
+
+    sched = open_scheduler(SimpleNamespace(path="engines/default", backend="onnxruntime"), 30.0)
+    assert isinstance(sched.backends[0], Retimed) and sched.backends[0].name == "signllm"
+    assert not isinstance(open_scheduler(SimpleNamespace(path="engines/default", backend="onnxruntime"), 25.0)
+                          .backends[0], Retimed)
