@@ -30,9 +30,11 @@ def train_cmd(
     config: Path = typer.Option(Path("training/configs/backtranslate.toml"), "--config", help="training config"),
     out: Path = typer.Option(..., "--out", help="judge folder to write"),
     lm: Path = typer.Option(None, "--lm", help="a saved causal LM to freeze (overrides [lm] path; default: pretrain ours)"),
+    resume: bool = typer.Option(False, "--resume", help="continue from OUT/state.pt with OUT/config.toml (fresh if none)"),
     quiet: bool = typer.Option(False, "--quiet", help="no per-step log lines on stderr"),
 ) -> None:
-    """Pretrain (LM, pseudo-glosses) and train a judge; prints a JSON summary with dev scores."""
+    """Pretrain (LM, pseudo-glosses) and train a judge; prints a JSON summary with dev scores.
+    Checkpoints (OUT/state.pt) are written atomically as it goes; `--resume` continues an interrupted run."""
     from engines.errors import SignStreamError
     from training.backtranslate.train import train
 
@@ -41,7 +43,7 @@ def train_cmd(
             typer.echo(json.dumps(record), err=True)
 
     try:
-        summary = train(config, out, lm, progress=show)
+        summary = train(config, out, lm, progress=show, resume=resume)
     except (SignStreamError, FileNotFoundError, ValueError) as exc:
         _fail(exc)
     typer.echo(json.dumps(summary, indent=2, ensure_ascii=False))

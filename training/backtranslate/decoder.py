@@ -71,6 +71,9 @@ class SignTranslator(nn.Module):
         d_lm = lm.config.hidden_size
         self.xattn = nn.ModuleList(GatedCrossAttention(d_lm, enc_cfg.d_model, dec_cfg.xattn_heads)
                                    for _ in decoder_blocks(lm))
+        # Auxiliary CTC over the LM's own characters (blank = pad): makes the encoder emit letters in
+        # order, which the zero-gated cross-attention can then read (joint CTC-attention training).
+        self.ctc_head = nn.Linear(enc_cfg.d_model, len(tokenizer))
         self._memory: tuple[Tensor, Tensor] | None = None
         for block, xattn in zip(decoder_blocks(lm), self.xattn):
             block.register_forward_hook(self._hook(xattn))
@@ -108,8 +111,19 @@ class SignTranslator(nn.Module):
         finally:
             self._memory = None
 
-    def loss(self, frames: Tensor, confidence: Tensor, lengths: Tensor, markers: list[str], texts: list[str]) -> Tensor:
-        """Teacher-forced cross-entropy of the texts given the poses (prompt tokens not scored)."""
+    def ctc_loss(self, memory: tuple[Tensor, Tensor], texts: list[str]) -> Tensor:
+        """CTC of the texts' characters (no bos/eos) against the sign features, per target token."""
+        feats, pad = memory
+        targets = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+        log_probs = self.ctc_head(feats).log_softmax(-1).transpose(0, 1)
+        return nn.functional.ctc_loss(log_probs, torch.tensor([i for t in targets for i in t]), (~pad).sum(1),
+                                      torch.tensor([len(t) for t in targets]), blank=self.pad_id,
+                                      reduction="mean", zero_infinity=True)
+
+    def loss(self, frames: Tensor, confidence: Tensor, lengths: Tensor, markers: list[str], texts: list[str],
+             ctc_weight: float = 0.0) -> Tensor:
+        """Teacher-forced cross-entropy of the texts given the poses (prompt tokens not scored),
+        plus `ctc_weight` × the auxiliary CTC loss."""
         memory = self.encoder(frames, confidence, lengths)
         seqs, starts = [], []
         for marker, text in zip(markers, texts):
@@ -124,7 +138,8 @@ class SignTranslator(nn.Module):
             labels[i, start: len(s)] = torch.tensor(s[start:])
         mask = (labels != -100) | (torch.arange(width)[None] < torch.tensor(starts)[:, None])
         logits = self.lm_logits(ids, mask.long(), memory)
-        return nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100)
+        ce = nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100)
+        return ce + ctc_weight * self.ctc_loss(memory, texts) if ctc_weight else ce
 
     @torch.no_grad()
     def generate(self, frames: Tensor, confidence: Tensor, lengths: Tensor, markers: list[str]) -> list[str]:

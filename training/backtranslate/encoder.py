@@ -15,9 +15,9 @@ from engines.model import NEG, sinusoid
 from engines.skeleton import FRAME_VALUES, LEFT_HAND_SLICE, NUM_JOINTS, RIGHT_HAND_SLICE
 
 POSE_FEATURES = FRAME_VALUES + 2 * (RIGHT_HAND_SLICE.stop - RIGHT_HAND_SLICE.start) * 3 + NUM_JOINTS
-# A hand is about 0.4 shoulder widths long and its points spread ~0.06 around the wrist; scaled up
-# so handshape differences are not lost beside arm motion and the position code.
-HAND_SCALE = 10.0
+# Canonical coordinates are soft-clipped to ±POSITION_CLIP shoulder widths: some recordings (gss)
+# put the hand up to 26 shoulder widths away, which would swamp the embedding's first layer.
+POSITION_CLIP = 3.0
 
 
 @dataclass
@@ -42,9 +42,10 @@ class EncoderConfig:
 def pose_features(frames: Tensor, confidence: Tensor) -> Tensor:
     """(B, T, 50, 3), (B, T, 50) → (B, T, POSE_FEATURES).
 
-    Canonical coordinates, plus each hand relative to its own wrist (fingerspelling is read from
-    handshape, which the body-centred coordinates bury under arm motion), plus confidence so a
-    missing point (zeros) is not mistaken for a point at the neck.
+    Soft-clipped canonical coordinates, plus each hand relative to its own wrist and divided by
+    its own size (fingerspelling is read from handshape, which the body-centred coordinates bury
+    under arm motion, and hand sizes differ between recordings), plus confidence so a missing
+    point (zeros) is not mistaken for a point at the neck.
     """
     if frames.ndim != 4 or frames.shape[2:] != (NUM_JOINTS, 3):
         raise ValueError(f"frames must be (batch, time, {NUM_JOINTS}, 3), got {tuple(frames.shape)}")
@@ -54,8 +55,11 @@ def pose_features(frames: Tensor, confidence: Tensor) -> Tensor:
     for hand in (LEFT_HAND_SLICE, RIGHT_HAND_SLICE):
         pts = frames[:, :, hand]
         seen = confidence[:, :, hand, None] > 0
-        hands.append(torch.where(seen, (pts - pts[:, :, :1]) * HAND_SCALE, 0.0).flatten(2))
-    return torch.cat([frames.flatten(2), *hands, confidence], dim=-1)
+        rel = pts - pts[:, :, :1]
+        size = rel[:, :, 1:].norm(dim=-1).mean(-1)[..., None, None].clamp(min=1e-3)
+        hands.append(torch.where(seen, rel / size, 0.0).flatten(2))
+    body = POSITION_CLIP * torch.tanh(frames / POSITION_CLIP)
+    return torch.cat([body.flatten(2), *hands, confidence], dim=-1)
 
 
 def local_attention_mask(length: int, window: int, device: torch.device | None = None) -> Tensor:

@@ -17,11 +17,17 @@ import torch
 from engines.errors import PoseFormatError
 from engines.formats.prompt2sign import Record, parse_skels, read_split
 from engines.sequence import PoseSequence
+from engines.skeleton import LEFT_HAND_SLICE, RIGHT_HAND_SLICE
 from training.backtranslate.decoder import SignTranslator
 from training.backtranslate.train import (PoseExample, batch_tensors, corpus_languages, examples_from,
                                           load_judge)
 
 JUDGE_FPS = 25.0  # the corpus rate the judge was trained at; other rates are resampled to it
+# Engines report every point as seen, and SignLLM learns the corpus's missing hand (zeros) as a hand
+# collapsed at the neck (|x| ~0.01). The judge was trained with such points marked missing, and
+# its hand features divide by the hand's size, so a collapsed hand within this radius of the
+# origin (shoulder widths) is marked missing before it is read.
+COLLAPSED_HAND = 0.05
 
 
 def edit_distance(a: str, b: str) -> int:
@@ -106,7 +112,8 @@ def score_poses(judge: SignTranslator | str | Path, records: list[Record], poses
     if len(records) != len(poses):
         raise ValueError(f"{len(poses)} generated sequences for {len(records)} records")
     judge = _as_judge(judge)
-    generated = [Record(r.name, r.text, r.gloss, _at_judge_rate(p, r.name)) for r, p in zip(records, poses)]
+    generated = [Record(r.name, r.text, r.gloss, without_collapsed_hands(_at_judge_rate(p, r.name)))
+                 for r, p in zip(records, poses)]
     reference = [Record(r.name, r.text, r.gloss, _at_judge_rate(r.sequence, r.name)) for r in records]
     return {"generated": evaluate_examples(judge, examples_from(generated)),
             "reference": evaluate_examples(judge, examples_from(reference))}
@@ -118,6 +125,17 @@ def _at_judge_rate(seq: PoseSequence, name: str) -> PoseSequence:
     if len(seq) == 0:
         raise ValueError(f"{name}: empty pose sequence")
     return seq.resample(JUDGE_FPS)
+
+
+def without_collapsed_hands(seq: PoseSequence) -> PoseSequence:
+    """The sequence with each frame's hand that lies entirely within COLLAPSED_HAND of the origin
+    marked missing (confidence 0, coordinates 0), as the corpus marks a hand it does not see."""
+    frames, conf = seq.frames.copy(), seq.confidence.copy()
+    for hand in (LEFT_HAND_SLICE, RIGHT_HAND_SLICE):
+        collapsed = np.abs(frames[:, hand]).max(axis=(1, 2)) < COLLAPSED_HAND
+        frames[collapsed, hand] = 0.0
+        conf[collapsed, hand] = 0.0
+    return PoseSequence(frames, conf, seq.fps)
 
 
 def read_poses(poses: Path, lang: str, split: str, records: list[Record]) -> list[PoseSequence]:
