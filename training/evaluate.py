@@ -1,5 +1,6 @@
-"""Evaluation: DTW-MJE of real inference on a corpus split, overall and per language, and the
-trivial mean-sequence baseline that gives the numbers a floor to beat."""
+"""Evaluation: DTW-MJE of real inference on a corpus split, overall and per language, the trivial
+mean-sequence baseline that gives the numbers a floor to beat, and, with a back-translation judge,
+what the judge reads from the generated poses beside what it reads from the reference poses."""
 
 from __future__ import annotations
 
@@ -9,11 +10,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engines.formats.prompt2sign import Record, read_split
 from engines.model import load_model
-from engines.skeleton import FRAME_VALUES
+from engines.sequence import PoseSequence
+from engines.skeleton import FRAME_VALUES, NUM_JOINTS
 from engines.tokenizer import Tokenizer
 from training.dtw import dtw_mje
-from training.train import Example, corpus_languages, decode_dtw, load_split
+from training.train import Example, corpus_languages, decode, load_split
+
+DEFAULT_JUDGE = Path(__file__).parent / "checkpoints" / "judge"
 
 
 def summarise(scores: list[float], examples: list[Example]) -> dict:
@@ -39,8 +44,10 @@ def first_per_language(examples: list[Example], n: int) -> list[Example]:
 
 
 def evaluate_checkpoint(checkpoint: str | Path, corpus: str | Path, split: str = "test", max_frames: int = 400,
-                        per_language: int = 0, threads: int = 1, cache: Path | None = None) -> dict:
-    """Decode every sequence of a split (own frames, own counter) and score it against the reference."""
+                        per_language: int = 0, threads: int = 1, cache: Path | None = None,
+                        judge: str | Path | None = None) -> dict:
+    """Decode every sequence of a split (own frames, own counter) and score it against the reference;
+    with a `judge`, also the back-translation scores of the generated poses beside the reference's."""
     torch.set_num_threads(threads)
     checkpoint, corpus = Path(checkpoint), Path(corpus)
     model = load_model(checkpoint)
@@ -48,11 +55,31 @@ def evaluate_checkpoint(checkpoint: str | Path, corpus: str | Path, split: str =
     languages = corpus_languages(corpus, [lang for lang in model.cfg.languages])
     examples = first_per_language(load_split(corpus, languages, split, cache=cache), per_language)
     start = time.perf_counter()
-    scores = decode_dtw(model, tokenizer, model.cfg.languages, examples, max_frames)
+    generated = decode(model, tokenizer, model.cfg.languages, examples, max_frames)
     seconds = time.perf_counter() - start
-    result = summarise(scores, examples)
+    result = summarise([dtw_mje(e.steps, g) for e, g in zip(examples, generated)], examples)
     result |= {"split": split, "checkpoint": str(checkpoint), "decode_seconds": round(seconds, 1)}
+    if judge is not None:
+        result["backtranslation"] = backtranslate_generated(judge, corpus, split, languages, per_language,
+                                                            examples, generated)
     return result
+
+
+def backtranslate_generated(judge: str | Path, corpus: Path, split: str, languages: list[str], per_language: int,
+                            examples: list[Example], generated: list[np.ndarray]) -> dict:
+    """The judge's scores of the generated (T, 151) steps beside those of the reference poses, read
+    again from the corpus for their confidences (missing points), which the steps do not keep."""
+    from training.backtranslate.evaluate import score_poses
+
+    records: list[Record] = []
+    for lang in languages:
+        recs = read_split(corpus / lang, split)
+        records += recs[:per_language] if per_language else recs
+    if [r.text for r in records] != [e.text for e in examples]:
+        raise ValueError(f"{corpus}: the {split} split changed while it was evaluated")
+    poses = [PoseSequence(g[:, :FRAME_VALUES].reshape(-1, NUM_JOINTS, 3), np.ones((len(g), NUM_JOINTS), np.float32), 25.0)
+             for g in generated]
+    return score_poses(judge, records, poses) | {"judge": str(judge)}
 
 
 def mean_sequence(examples: list[Example]) -> np.ndarray:

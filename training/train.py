@@ -289,19 +289,24 @@ def encode_batch(tokenizer: Tokenizer, languages: list[str], examples: list[Exam
 
 
 @torch.no_grad()
-def decode_dtw(model: SignLLM, tokenizer: Tokenizer, languages: list[str], examples: list[Example],
-               max_frames: int, batch: int = 64) -> list[float]:
-    """DTW-MJE of real inference (own frames, own counter) against each example."""
+def decode(model: SignLLM, tokenizer: Tokenizer, languages: list[str], examples: list[Example],
+           max_frames: int, batch: int = 64) -> list[np.ndarray]:
+    """Real inference (own frames, own counter) for each example: (T_i, 151) canonical steps."""
     was_training = model.training
     model.eval()
-    scores = []
+    out = []
     for i in range(0, len(examples), batch):
         part = examples[i : i + batch]
         tokens, lang = encode_batch(tokenizer, languages, part)
-        for e, hyp in zip(part, model.generate(tokens, lang, max_frames=max_frames)):
-            scores.append(dtw_mje(e.steps, hyp.numpy()))
+        out += [hyp.numpy() for hyp in model.generate(tokens, lang, max_frames=max_frames)]
     model.train(was_training)
-    return scores
+    return out
+
+
+def decode_dtw(model: SignLLM, tokenizer: Tokenizer, languages: list[str], examples: list[Example],
+               max_frames: int, batch: int = 64) -> list[float]:
+    """DTW-MJE of real inference (own frames, own counter) against each example."""
+    return [dtw_mje(e.steps, hyp) for e, hyp in zip(examples, decode(model, tokenizer, languages, examples, max_frames, batch))]
 
 
 def spread_subset(examples: list[Example], n: int) -> list[Example]:

@@ -50,20 +50,29 @@ def evaluate(
     baseline: bool = typer.Option(False, "--baseline", help="also score the mean-sequence baseline"),
     as_json: bool = typer.Option(False, "--json", help="print metrics as JSON"),
     cache: Path = typer.Option(Path("runs/cache"), "--cache", help="where parsed splits are cached"),
+    backtranslate: bool = typer.Option(False, "--backtranslate", help="also let the back-translation judge read the "
+                                       "generated and the reference poses (BLEU, ROUGE-L, CER; slow: use --per-language)"),
+    judge: Path = typer.Option(None, "--judge", help="judge folder for --backtranslate (default: the bundled judge)"),
 ) -> None:
-    """DTW-MJE of real inference (own frames, own counter), overall and per language."""
+    """DTW-MJE of real inference (own frames, own counter), overall and per language; with
+    --backtranslate, the judge's scores of the generated poses beside those of the references."""
     from engines.errors import SignStreamError
-    from training.evaluate import evaluate_checkpoint, mean_baseline
+    from training.evaluate import DEFAULT_JUDGE, evaluate_checkpoint, mean_baseline
 
+    judge_dir = (judge or DEFAULT_JUDGE) if backtranslate or judge else None
     try:
-        result = evaluate_checkpoint(checkpoint, corpus, split, max_frames, per_language, threads, cache)
+        result = evaluate_checkpoint(checkpoint, corpus, split, max_frames, per_language, threads, cache, judge_dir)
         if baseline:
             result["mean_baseline"] = mean_baseline(corpus, split, list(result["per_language"]), cache, per_language)
-    except (SignStreamError, FileNotFoundError) as exc:
+    except (SignStreamError, FileNotFoundError, ValueError) as exc:
         _fail(exc)
     if as_json:
-        typer.echo(json.dumps(result, indent=2))
+        typer.echo(json.dumps(result, indent=2, ensure_ascii=False))
         return
     typer.echo(f"{split}: DTW-MJE {result['dtw']:.4f} over {result['n']} sequences")
     for lang, row in result["per_language"].items():
         typer.echo(f"  {lang}: {row['dtw']:.4f} ({row['n']})")
+    for name, r in result.get("backtranslation", {}).items():
+        if isinstance(r, dict):
+            typer.echo(f"back-translation of {name} poses: CER {r['cer']}%  accuracy {r['accuracy']}%  BLEU-1..4 "
+                       f"{r['bleu1']}/{r['bleu2']}/{r['bleu3']}/{r['bleu4']}  ROUGE-L {r['rougeL']}  (n={r['n']})")
