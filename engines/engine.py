@@ -23,11 +23,15 @@ Kind = Literal["sign", "fingerspelling", "text"]  # what the viewer sees
 # How a unit ended, as sessions report it.
 UnitOutcome = Literal["signed", "fingerspelled", "shown_as_text", "cancelled", "failed"]
 
-_WORD = re.compile(r"[^\W_]+(?:['’-][^\W_]+)*", re.UNICODE)
+# A word, or a bracketed description ("[music]", "[door slams]"; unclosed while a live caption
+# grows), which captions use for sound and speaker notes: it is shown as text, never signed.
+_WORD = re.compile(r"\[[^\]]*\]?|[^\W_]+(?:['’-][^\W_]+)*", re.UNICODE)
+DESCRIPTION = "a description in brackets (sound, speaker), not speech"
 
 
 def words_of(text: str) -> list[str]:
-    """The words of a caption, punctuation dropped (letters and digits kept)."""
+    """The words of a caption, punctuation dropped (letters and digits kept); a bracketed
+    description is one word, brackets included."""
     return _WORD.findall(text)
 
 
@@ -114,6 +118,9 @@ class Scheduler:
         """How each word of `text` would be signed; nothing starts."""
         segments = []
         for word in words_of(text):
+            if word.startswith("["):
+                segments.append(Segment(word, "text", "text", reason=DESCRIPTION))
+                continue
             reasons = []
             for backend in self.backends:
                 if language not in backend.languages:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 
+from engines.engine import words_of
 from engines.lexicon import Alphabet
 from engines.tokenizer import FS_PREFIX, language_marker
 
@@ -35,10 +36,6 @@ def prompt_text(prompt: str) -> str:
     if m := _ASKED.search(prompt):
         return m.group(1).strip()
     return prompt
-
-
-def words_of(text: str) -> list[str]:
-    return re.findall(r"\w+", text)
 
 
 def prompt_to_glosses(prompt: str, alphabet: Alphabet) -> list[str]:

@@ -67,3 +67,11 @@ def test_units_join_and_leave_mid_flight_and_cancel(backend):
     assert len(got_b) + 2 == len(backend.sequence("hallo", "gsg")) and backend.live == 0
     with pytest.raises(ValueError, match="unknown sign language 'xx'"):
         sched.submit("c", "hi", "xx")
+
+
+def test_a_bracketed_description_is_shown_as_text_never_signed(backend):
+    assert words_of("[music] Hello [door slams] there [laugh") == ["[music]", "Hello", "[door slams]", "there", "[laugh"]
+    segments = Scheduler([backend]).plan("[MUSIC] Hi [applause]", "ase")
+    assert [(s.word, s.path, s.kind) for s in segments] == [
+        ("[MUSIC]", "text", "text"), ("Hi", "lexicon", "fingerspelling"), ("[applause]", "text", "text")]
+    assert "description" in segments[0].reason
