@@ -36,6 +36,7 @@ from server.protocol import PoseFrame
 CLOCK_RATE = 90000  # RTP video clock
 BITRATE = 1_000_000  # fixed: one encode serves every viewer, so no per-viewer rate adaptation
 _RESYNC_PERIODS = 3  # a clock this many frames late skips ahead instead of bursting
+_STEADY = 3  # after this many equal poses the retargeter's smoothing has settled: stop redrawing
 _QUEUE = 12  # packets a viewer may fall behind (~0.5 s) before it is resynchronised on a keyframe
 
 RGB = tuple[int, int, int]
@@ -101,6 +102,10 @@ def _encoder(codec: str, width: int, height: int, fps: float) -> av.CodecContext
     return ctx
 
 
+def _same_pose(a: PoseFrame, b: PoseFrame) -> bool:
+    return np.array_equal(a.points, b.points) and np.array_equal(a.confidence, b.confidence)
+
+
 class Stage:
     """One pose stream → one picture → one encoded stream for all its viewers."""
 
@@ -143,11 +148,17 @@ class Stage:
 
     async def _draw_loop(self) -> None:
         loop = asyncio.get_running_loop()
+        last: PoseFrame | None = None
+        same = 0  # poses in a row equal to the one before
         while True:
             await self._wake.wait()
             self._wake.clear()
             pose, self._pose = self._pose, None
             if pose is None:
+                continue
+            same = same + 1 if last is not None and _same_pose(pose, last) else 0
+            last = pose
+            if same > _STEADY:  # the rest pose while idle: the smoothed picture no longer changes
                 continue
             image = await loop.run_in_executor(None, self._solve, pose)
             if image is not None:
