@@ -108,3 +108,13 @@ def test_peer_closes_when_ice_fails(monkeypatch: pytest.MonkeyPatch):
             assert len(hub.sessions) == 1 and "x" in hub.channels.named
             await _eventually(lambda: not hub.sessions and not hub.channels.all())
     run(main())
+
+
+def test_websocket_hello_naming_a_channel_is_refused():
+    async def main():
+        async with live_server() as (url, _), aiohttp.ClientSession() as http:
+            async with http.ws_connect(url.replace("http", "ws") + "/ws") as ws:
+                await ws.send_json({"type": "hello", "channel": "lobby"})
+                got = await ws.receive_json(timeout=10)
+                assert got["type"] == "error" and got["code"] == "bad_field" and "channel" in got["message"]
+    run(main())
