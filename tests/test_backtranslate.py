@@ -241,6 +241,9 @@ def test_malformed_records_and_configs(small_corpus, tmp_path):
     bad.write_text("[encoder]\nwindow = 4\n")
     with pytest.raises(ConfigError, match="odd"):
         load_config(bad)
+    bad.write_text("[decoder]\nctc_head = false\n")
+    with pytest.raises(ConfigError, match="ctc_head"):
+        load_config(bad)
 
 
 TINY_CONFIG = """

@@ -24,6 +24,9 @@ class DecoderConfig:
     lora_targets: list[str] = field(default_factory=list)  # empty: peft's default for the LM's type
     xattn_heads: int = 4
     max_new_tokens: int = 32
+    # A linear CTC head over the LM's vocabulary, for train.ctc_weight. Right for our character LM
+    # (204 symbols); with a large sub-word vocabulary (XGLM: 256k) turn it off along with ctc_weight.
+    ctc_head: bool = True
 
 
 class GatedCrossAttention(nn.Module):
@@ -73,7 +76,7 @@ class SignTranslator(nn.Module):
                                    for _ in decoder_blocks(lm))
         # Auxiliary CTC over the LM's own characters (blank = pad): makes the encoder emit letters in
         # order, which the zero-gated cross-attention can then read (joint CTC-attention training).
-        self.ctc_head = nn.Linear(enc_cfg.d_model, len(tokenizer))
+        self.ctc_head = nn.Linear(enc_cfg.d_model, len(tokenizer)) if dec_cfg.ctc_head else None
         self._memory: tuple[Tensor, Tensor] | None = None
         for block, xattn in zip(decoder_blocks(lm), self.xattn):
             block.register_forward_hook(self._hook(xattn))
@@ -113,6 +116,8 @@ class SignTranslator(nn.Module):
 
     def ctc_loss(self, memory: tuple[Tensor, Tensor], texts: list[str]) -> Tensor:
         """CTC of the texts' characters (no bos/eos) against the sign features, per target token."""
+        if self.ctc_head is None:
+            raise ValueError("a CTC loss needs decoder.ctc_head = true")
         feats, pad = memory
         targets = [self.tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
         log_probs = self.ctc_head(feats).log_softmax(-1).transpose(0, 1)

@@ -94,6 +94,8 @@ def load_config(path: str | Path) -> BacktranslateConfig:
                        ("pretrain.min_count", cfg.pretrain.min_count), ("data.max_frames", cfg.data.max_frames)):
         if value <= 0:
             raise ConfigError(f"{path}: '{key}' must be positive, got {value}")
+    if cfg.train.ctc_weight and not cfg.decoder.ctc_head:
+        raise ConfigError(f"{path}: 'train.ctc_weight' needs 'decoder.ctc_head = true' (or set ctc_weight = 0)")
     return cfg
 
 
