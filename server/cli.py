@@ -108,6 +108,7 @@ def serve(config: str = typer.Option(None, "--config", help="config file (defaul
 
 _SERVER = typer.Option("http://127.0.0.1:8080", "--server", help="server URL (http://host:port or ws://host:port/ws)")
 _TOKEN = typer.Option(None, "--token", envvar="SIGNSTREAM_TOKEN", help="bearer token, when the server needs one")
+_CHANNEL = typer.Option(None, "--channel", help="caption this channel: its WebRTC viewers (browser, kiosk) see the avatar sign it")
 
 
 def _run_client(coro) -> None:
@@ -127,7 +128,7 @@ def say(text: str = typer.Argument(None, help="text to sign (or --follow to read
         lang: str = typer.Option(None, "--lang", help="sign language, e.g. ase, gsg (default: the server's)"),
         out: str = typer.Option(None, "--out", help="save the pose stream as a .pose file instead of printing it"),
         follow: bool = typer.Option(False, "--follow", help="read lines from stdin, one caption each, until EOF"),
-        server: str = _SERVER, token: str = _TOKEN) -> None:
+        channel: str = _CHANNEL, server: str = _SERVER, token: str = _TOKEN) -> None:
     """Send text to a running server; save (--out) or print (JSON lines) the pose stream."""
     from pathlib import Path
 
@@ -137,14 +138,14 @@ def say(text: str = typer.Argument(None, help="text to sign (or --follow to read
         typer.echo("error: give TEXT or --follow", err=True)
         raise typer.Exit(2)
     lines = stdin_lines() if follow else lines_of(text)
-    _run_client(say_lines(server, lines, lang, Path(out) if out else None, token))
+    _run_client(say_lines(server, lines, lang, Path(out) if out else None, token, channel))
 
 
 @app.command("captions")
 def captions(file: str = typer.Argument(..., help="a WebVTT (.vtt) or SRT (.srt) file"),
              lang: str = typer.Option(None, "--lang", help="sign language (default: the server's)"),
              speed: float = typer.Option(1.0, "--speed", help="play the file this many times faster than real time"),
-             server: str = _SERVER, token: str = _TOKEN) -> None:
+             channel: str = _CHANNEL, server: str = _SERVER, token: str = _TOKEN) -> None:
     """Play a caption file into a session in real time, printing units and their statuses."""
     from server.caption_files import CaptionFileError, read_captions
     from server.client_cli import play_cues
@@ -154,7 +155,7 @@ def captions(file: str = typer.Argument(..., help="a WebVTT (.vtt) or SRT (.srt)
     except CaptionFileError as exc:
         typer.echo(f"error [{exc.code}]: {exc.message}", err=True)
         raise typer.Exit(2)
-    _run_client(play_cues(server, cues, lang, token, speed))
+    _run_client(play_cues(server, cues, lang, token, speed, channel))
 
 
 from server.avatar.cli import avatar_app, render as render_command  # noqa: E402  (typer only; heavy imports are lazy)

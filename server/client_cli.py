@@ -44,8 +44,9 @@ class LiveClient:
     @classmethod
     async def connect(cls, http: aiohttp.ClientSession, server: str, *, language: str | None = None,
                       fmt: str = "json", token: str | None = None, idle_frames: bool = True,
-                      headers: dict[str, str] | None = None) -> LiveClient:
-        """Open /ws and say hello; raises ConnectionError with the server's error when refused."""
+                      headers: dict[str, str] | None = None, channel: str | None = None) -> LiveClient:
+        """Open /ws and say hello (joining `channel` when named: its WebRTC viewers see what this
+        client captions); raises ConnectionError with the server's error when refused."""
         ws = await http.ws_connect(ws_url(server), headers=headers, max_msg_size=0)
         client = cls(ws)
         hello: dict[str, Any] = {"type": "hello", "format": fmt, "idle_frames": idle_frames}
@@ -53,6 +54,8 @@ class LiveClient:
             hello["language"] = language
         if token:
             hello["token"] = token
+        if channel:
+            hello["channel"] = channel
         await client.send(hello)
         first = await client.recv()
         if not isinstance(first, dict) or first.get("type") != "ready":
@@ -162,11 +165,11 @@ def save_frames(frames: list[PoseFrame], fps: float, out: Path) -> None:
 
 
 async def say(server: str, lines: AsyncIterator[str], language: str | None, out: Path | None,
-              token: str | None) -> Collected:
+              token: str | None, channel: str | None = None) -> Collected:
     """Send each line as a final caption; save the units' pose frames to `out` or print them as JSON lines."""
     async with aiohttp.ClientSession() as http:
         client = await LiveClient.connect(http, server, language=language, fmt="binary", token=token,
-                                          idle_frames=False)
+                                          idle_frames=False, channel=channel)
         sent_all = asyncio.Event()
 
         async def send_lines() -> None:
@@ -209,11 +212,11 @@ async def lines_of(*texts: str) -> AsyncIterator[str]:
 
 
 async def play_cues(server: str, cues: list[Cue], language: str | None, token: str | None,
-                    speed: float = 1.0) -> Collected:
+                    speed: float = 1.0, channel: str | None = None) -> Collected:
     """Send each cue as a final caption at its start time (real time / `speed`), then wait for the statuses."""
     async with aiohttp.ClientSession() as http:
         client = await LiveClient.connect(http, server, language=language, fmt="binary", token=token,
-                                          idle_frames=False)
+                                          idle_frames=False, channel=channel)
         sent_all = asyncio.Event()
 
         async def send_cues() -> None:

@@ -55,7 +55,7 @@ CLIENT_SCHEMAS: dict[str, dict[str, Any]] = {
             "idle_frames": {"type": "boolean", "description": "send rest-pose frames when idle (default true)"},
             "token": {"type": "string", "maxLength": 512, "description": "bearer token when the server needs one"},
             "channel": {"type": "string", "minLength": 1, "maxLength": 64,
-                        "description": "join this channel: one caption stream and one render shared by its clients (default: a private session)"},
+                        "description": "join this channel: one caption stream and one render shared by its clients (default: a private session); on /ws only in the first message"},
             "background": {"type": "string", "minLength": 6, "maxLength": 7,
                            "description": "/offer only: video background #RRGGBB, e.g. a chroma key (default video.background; a channel keeps its first viewer's)"},
         },

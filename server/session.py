@@ -158,8 +158,9 @@ class Session:
             self._send(Message("pong"))
 
     def _hello(self, msg: Hello) -> None:
-        if msg.channel is not None:  # channels are joined at /offer (server/channels.py); /ws is private
-            raise ProtocolError("bad_field", "hello.channel: /ws sessions are private; join a channel with POST /offer")
+        if msg.channel is not None:  # a transport joins channels (server/channels.py) before any session
+            raise ProtocolError("bad_field", "hello.channel is taken only in a connection's first message "
+                                "(or the /offer body); this connection already has its session")
         if not self.authed:
             if msg.token is None or not hmac.compare_digest(msg.token.encode(), self.cfg.limits.token.encode()):
                 self.error("unauthorized", "a valid token is required (hello.token or Authorization: Bearer)")

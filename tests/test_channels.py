@@ -110,11 +110,37 @@ def test_peer_closes_when_ice_fails(monkeypatch: pytest.MonkeyPatch):
     run(main())
 
 
-def test_websocket_hello_naming_a_channel_is_refused():
+def test_a_websocket_client_captions_a_channel_that_webrtc_viewers_watch():
+    """A captioner on /ws (the broadcaster's feed) and a viewer on WebRTC share one channel."""
     async def main():
-        async with live_server() as (url, _), aiohttp.ClientSession() as http:
-            async with http.ws_connect(url.replace("http", "ws") + "/ws") as ws:
-                await ws.send_json({"type": "hello", "channel": "lobby"})
-                got = await ws.receive_json(timeout=10)
-                assert got["type"] == "error" and got["code"] == "bad_field" and "channel" in got["message"]
+        async with live_server() as (url, server), aiohttp.ClientSession() as http:
+            ws_url = url.replace("http", "ws") + "/ws"
+            async with http.ws_connect(ws_url) as feed:
+                await feed.send_json({"type": "hello", "channel": "news", "language": "gsg", "format": "binary"})
+                ready = await feed.receive_json(timeout=10)
+                assert ready["type"] == "ready" and ready["language"] == "gsg" and ready["format"] == "binary"
+                viewer, status, _ = await Viewer.offer(http, url, channel="news")
+                try:
+                    assert status == 200 and (await viewer.until("ready"))["session"] == ready["session"]
+                    assert len(server.app[HUB].sessions) == 1  # one session for the feed and the viewer
+                    await feed.send_json({"type": "caption", "id": "c1", "text": "Guten Tag.", "final": True})
+                    unit = await viewer.until("unit")
+                    assert unit["text"] == "Guten Tag." and unit["language"] == "gsg"
+                    frames = 0
+                    while True:  # the feed gets the pose stream (binary, as it asked) and the statuses
+                        msg = await feed.receive(timeout=20)
+                        if msg.type == aiohttp.WSMsgType.BINARY:
+                            frames += 1
+                        elif msg.json()["type"] == "unit_status":
+                            break
+                    assert frames > 0 and (await viewer.until("unit_status"))["status"] == "fingerspelled"
+                    # A later hello naming a channel cannot move a connection: a clear error, session kept.
+                    await feed.send_json({"type": "hello", "channel": "other"})
+                    while (got := await feed.receive(timeout=10)).type == aiohttp.WSMsgType.BINARY:
+                        pass
+                    assert got.json()["code"] == "bad_field" and "channel" in got.json()["message"]
+                finally:
+                    await viewer.close()
+            hub = server.app[HUB]
+            await _eventually(lambda: not hub.sessions and not hub.channels.all())
     run(main())

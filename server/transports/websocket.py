@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Awaitable, Callable
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from server.protocol import Format, PoseFrame, ProtocolError, ServerMessage, encode, error_message
-from server.session import CLOSE_GOING_AWAY, Session
+from server.protocol import (ConfigChange, Format, Hello, Message, PoseFrame, ProtocolError, ServerMessage, encode,
+                             error_message, parse_client_message)
+from server.session import CLOSE_GOING_AWAY, CLOSE_POLICY, Session
 
 if TYPE_CHECKING:
     from server.app import Hub
@@ -113,35 +114,134 @@ async def _session(hub: Hub, request: web.Request) -> web.StreamResponse:
         await ws.close(code=refuse[2])
         return ws
 
-    close_code: list[int] = []
-    ended = asyncio.Event()
+    # The first message decides: a hello naming a channel joins that channel; anything else
+    # (including a malformed first message, which the session answers) opens a private session.
+    try:
+        first = await ws.receive(timeout=hub.cfg.limits.idle_timeout_s)
+    except asyncio.TimeoutError:
+        await ws.close(code=WSCloseCode.OK)
+        return ws
+    if first.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
+        if not ws.closed:
+            await ws.close(code=WSCloseCode.MESSAGE_TOO_BIG if first.type == WSMsgType.ERROR else WSCloseCode.OK)
+        return ws
+    hello = _channel_hello(first.data, hub.cfg.limits.max_message_bytes)
+    if hello is not None:
+        await _channel_member(hub, ws, hello, authed)
+        return ws
 
-    def end(code: int) -> None:
-        close_code.append(code)
-        ended.set()
-
+    ending = _Ending()
     session: Session | None = None
     outbox = _Outbox(ws, lambda: session.format if session else "json", hub.cfg.live.outbox_frames,
                      hub.metrics.frames_dropped.inc)
-    session = hub.open_session(outbox.put, end, authed)
+    session = hub.open_session(outbox.put, ending, authed)
     hub.outboxes[session.id] = outbox
-    writer = asyncio.create_task(outbox.run())
     clock = asyncio.create_task(session.run())
-    reader = asyncio.create_task(_read(ws, session))
-    ending = asyncio.create_task(ended.wait())
+    session.handle(first.data)
     try:
-        await asyncio.wait([reader, ending, writer], return_when=asyncio.FIRST_COMPLETED)
-        if ended.is_set():
+        await _pump(ws, outbox, session.handle, session.error, ending)
+    finally:
+        clock.cancel()
+        session.close()
+        hub.close_session(session)
+        await _close(ws, ending)
+    return ws
+
+
+class _Ending:
+    """The session's end callback: remembers the close code and wakes the connection."""
+
+    def __init__(self) -> None:
+        self.code: int | None = None
+        self.event = asyncio.Event()
+
+    def __call__(self, code: int) -> None:
+        self.code = code
+        self.event.set()
+
+
+async def _pump(ws: web.WebSocketResponse, outbox: _Outbox, handle: Callable[[str | bytes], None],
+                report: Callable[[str, str], None], ending: _Ending) -> None:
+    """Client messages in, outbox out, until the client goes or the session ends (then flush)."""
+    writer = asyncio.create_task(outbox.run())
+    reader = asyncio.create_task(_read(ws, handle, report))
+    waiter = asyncio.create_task(ending.event.wait())
+    try:
+        await asyncio.wait([reader, waiter, writer], return_when=asyncio.FIRST_COMPLETED)
+        if ending.event.is_set():
             await _flush(outbox)
     finally:
-        session.close()
         outbox.closed = True
-        for task in (clock, writer, reader, ending):
+        for task in (writer, reader, waiter):
             task.cancel()
-        hub.close_session(session)
-        if not ws.closed:
-            await ws.close(code=close_code[0] if close_code else WSCloseCode.OK)
-    return ws
+
+
+async def _close(ws: web.WebSocketResponse, ending: _Ending) -> None:
+    if not ws.closed:
+        await ws.close(code=ending.code if ending.code is not None else WSCloseCode.OK)
+
+
+def _channel_hello(raw: str | bytes, max_bytes: int) -> Hello | None:
+    """The hello of a client that joins a channel; None for anything else."""
+    try:
+        msg = parse_client_message(raw, max_bytes)
+    except ProtocolError:
+        return None
+    return msg if isinstance(msg, Hello) and msg.channel is not None else None
+
+
+class _Member:
+    """A /ws client of a channel: every message of the channel, pose frames in its own format."""
+
+    wants_poses = True
+
+    def __init__(self, outbox: _Outbox, fmt: Format, end: Callable[[int], None]) -> None:
+        self.outbox = outbox
+        self.format = fmt
+        self._end = end
+
+    def put(self, msg: ServerMessage) -> None:
+        if isinstance(msg, Message) and msg.type == "ready":  # the format this client reads
+            msg = Message("ready", {**msg.fields, "format": self.format})
+        self.outbox.put(msg)
+
+    def end(self, code: int) -> None:
+        self._end(code)
+
+
+async def _channel_member(hub: Hub, ws: web.WebSocketResponse, hello: Hello, authed: bool) -> None:
+    """Serve a /ws client as a member of the channel its hello names (the WebRTC viewers' channel)."""
+    token = hub.cfg.limits.token
+    refuse = None
+    if token and not authed and (hello.token is None or not hmac.compare_digest(hello.token.encode(), token.encode())):
+        refuse = ("unauthorized", "a valid token is required (hello.token or Authorization: Bearer)", CLOSE_POLICY)
+    elif hello.language is not None and hello.language not in hub.engine.languages:
+        refuse = ("unknown_language", f"no sign language {hello.language!r}", CLOSE_POLICY)
+    if refuse is not None:
+        hub.metrics.errors.labels(refuse[0]).inc()
+        await ws.send_str(encode(error_message(refuse[0], refuse[1]), "json"))
+        await ws.close(code=refuse[2])
+        return
+    ending = _Ending()
+    outbox = _Outbox(ws, lambda: member.format, hub.cfg.live.outbox_frames, hub.metrics.frames_dropped.inc)
+    member = _Member(outbox, hello.format, ending)
+    channel = hub.channels.open(hello.channel, hello.language)
+    channel.join(member)  # its ready goes to this client
+
+    def handle(raw: str | bytes) -> None:
+        try:  # a member's own format follows its config messages; the rest is the channel's
+            msg = parse_client_message(raw, hub.cfg.limits.max_message_bytes)
+            if isinstance(msg, ConfigChange) and msg.format is not None:
+                member.format = msg.format
+        except ProtocolError:
+            pass  # the channel's session reports it
+        channel.handle(member, raw)
+
+    try:
+        await _pump(ws, outbox, handle, channel.session.error, ending)
+    finally:
+        channel.leave(member)
+        await _close(ws, ending)
 
 
 async def _flush(outbox: _Outbox, timeout: float = 2.0) -> None:
@@ -152,15 +252,16 @@ async def _flush(outbox: _Outbox, timeout: float = 2.0) -> None:
         await asyncio.sleep(0.01)
 
 
-async def _read(ws: web.WebSocketResponse, session: Session) -> None:
+async def _read(ws: web.WebSocketResponse, handle: Callable[[str | bytes], None],
+                report: Callable[[str, str], None]) -> None:
     async for msg in ws:
         if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
             try:
-                session.handle(msg.data)
+                handle(msg.data)
             except Exception:  # a bug must not take the server down: report, go on
-                log.exception("session %d failed on a message", session.id)
-                session.error("internal_error", "the server failed on this message")
+                log.exception("a session failed on a message")
+                report("internal_error", "the server failed on this message")
         elif msg.type == WSMsgType.ERROR:
             # aiohttp has failed the connection (a message over 4x the limit, invalid UTF-8 text)
-            log.info("session %d: websocket error %s", session.id, msg.data)
+            log.info("websocket error %s", msg.data)
             break
