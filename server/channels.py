@@ -122,6 +122,12 @@ class Channels:
               registry=r).set_function(lambda: sum(c.stage is not None for c in self.all()))
         Gauge("signstream_viewers", "WebRTC video viewers", registry=r).set_function(
             lambda: sum(len(c.stage.viewers) for c in self.all() if c.stage is not None))
+        # How the renders keep up, summed over the open streams: a pose replaced before it was
+        # drawn means the renderer fell behind the clock (the picture skipped a frame).
+        for stat, help_text in (("drawn", "Poses drawn"), ("dropped", "Poses replaced before they were drawn"),
+                                ("skipped", "Clock periods the encoder skipped")):
+            Gauge(f"signstream_video_{stat}", f"{help_text}, over the open video streams", registry=r).set_function(
+                lambda stat=stat: sum(getattr(c.stage.stats, stat) for c in self.all() if c.stage is not None))
 
     def all(self) -> list[Channel]:
         return [*self.named.values(), *self.private]

@@ -72,9 +72,12 @@ class Studio:
         self.renderer = AvatarRenderer(self.avatar, v.width, v.height, (*v.background[:3], 0.0), a.skinning, v.antialias)
         self.rest: np.ndarray = self.renderer.render(self.avatar.rig.bind)  # RGBA
 
-    @staticmethod
-    def compose(rgba: np.ndarray, background: RGB) -> np.ndarray:
+    def compose(self, rgba: np.ndarray, background: RGB) -> np.ndarray:
         """The RGBA picture over an opaque background colour → RGB."""
+        if background == self.background:
+            # GL cleared to this colour (alpha 0), so the RGB is already the picture over it,
+            # antialiased edges included: a copy, not a blend (6 ms a 512×512 frame here).
+            return np.ascontiguousarray(rgba[..., :3])
         alpha = rgba[..., 3:4].astype(np.uint16)
         out = rgba[..., :3] * alpha + np.array(background, np.uint16) * (255 - alpha)
         return ((out + 127) // 255).astype(np.uint8)
