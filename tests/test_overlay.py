@@ -4,6 +4,8 @@ live session and renderer into real .webm / .mov files with alpha, decoded back 
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import av
@@ -86,6 +88,9 @@ def test_webm_overlay_is_transparent_timed_and_moves_only_when_signing(rendered)
     assert len(gap) > FPS and max(_moved(alpha, 0, i) for i in gap) < 0.002
     assert second["first_frame"] == report["cues"][1]["first_frame"] == 150
     assert _moved(alpha, 0, report["frames"] - 1) < 0.002  # it ends at rest
+    umask = os.umask(0)
+    os.umask(umask)  # written under a temporary name, the video still gets ordinary permissions
+    assert stat.S_IMODE((rendered / "overlay.webm").stat().st_mode) == 0o666 & ~umask
 
 
 def test_report_lists_every_cue_word_path_and_what_was_not_signed(rendered):

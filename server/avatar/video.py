@@ -66,8 +66,11 @@ def replacing(path: Path) -> Iterator[Path]:
     fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(name)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         yield tmp
+        tmp.chmod(0o666 & ~umask)  # mkstemp makes owner-only files; the result is an ordinary file
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
