@@ -52,6 +52,9 @@ async function connectWebRTC(base, opts) {
   const body = await r.json();
   if (!r.ok) { pc.close(); throw new Error(`${body.code}: ${body.message}`); }
   await pc.setRemoteDescription(body);
+  // Leaving the page closes the connection now (the data channel's close tells the server), rather
+  // than leaving the server to notice through ICE consent timeouts ~30 s later.
+  addEventListener("pagehide", () => pc.close(), {once: true});
   return {
     kind: "webrtc", pc,
     send(msg) { const s = JSON.stringify(msg); if (channel.readyState === "open") channel.send(s); else queued.push(s); },

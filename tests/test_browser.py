@@ -131,6 +131,12 @@ def test_two_viewers_of_a_channel_see_one_stream(server: str):
                     await page.wait_for_selector("#committed p", timeout=20000)
                     assert "Hi, Bob!" in await page.inner_text("#committed")
                     assert await moved(page, _SNAPSHOT, rest) > 8.0
+                await pages[1].goto("about:blank")  # leaving the page hangs up now, not ~30 s later
+                for _ in range(50):
+                    if _gauge(server, "signstream_viewers") == 1:
+                        break
+                    await asyncio.sleep(0.1)
+                assert _gauge(server, "signstream_viewers") == 1 and _gauge(server, "signstream_renders") == 1
             finally:
                 await browser.close()
     asyncio.run(asyncio.wait_for(main(), 60))
