@@ -33,11 +33,14 @@ from server.protocol import PoseFrame  # noqa: E402
 WORDS = "the cat sat on a warm mat while we talked about good news from home and work today".split()
 
 
-def start_server(max_sessions: int) -> tuple[subprocess.Popen, str]:
+def start_server(max_sessions: int, **settings: object) -> tuple[subprocess.Popen, str]:
+    """A real `signstream serve` on 127.0.0.1 with the shipped config, `max_sessions` and any other
+    top-level keys (e.g. rest_transition_s=0.2) replaced; returns the process and its URL."""
     base = (ROOT / "config.toml").read_text()
     # Loopback only, bigger limits for the load; everything else as shipped.
     base = re.sub(r"(?m)^host = .*$", 'host = "127.0.0.1"', base)
-    base = re.sub(r"(?m)^max_sessions = .*$", f"max_sessions = {max_sessions}", base)
+    for key, value in {"max_sessions": max_sessions, **settings}.items():
+        base = re.sub(rf"(?m)^{key} = .*$", f"{key} = {value}", base)
     cfg = Path(tempfile.mkdtemp()) / "config.toml"
     cfg.write_text(base)
     proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--config", str(cfg), "--port", "0"],

@@ -22,9 +22,7 @@ import asyncio
 import json
 import os
 import re
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -34,7 +32,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.live import WORDS  # noqa: E402
+from bench.live import WORDS, start_server  # noqa: E402
 from server.transports.webrtc import Viewer  # noqa: E402
 from tests.test_browser import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
@@ -64,24 +62,6 @@ _PROBE = """() => {
   new MutationObserver(() => { if (L.mark !== null) L.unit.push(performance.now() - L.mark); })
     .observe(document.getElementById('committed'), {childList: true});
 }"""
-
-
-def start_server(rest_transition_s: float | None) -> tuple[subprocess.Popen, str]:
-    text = (ROOT / "config.toml").read_text()
-    text = re.sub(r"(?m)^max_sessions = .*$", "max_sessions = 512", text)
-    if rest_transition_s is not None:
-        text = re.sub(r"(?m)^rest_transition_s = .*$", f"rest_transition_s = {rest_transition_s}", text)
-    cfg = Path(tempfile.mkdtemp()) / "config.toml"
-    cfg.write_text(text)
-    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--config", str(cfg), "--host", "127.0.0.1",
-                             "--port", "0"], cwd=ROOT, stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        m = re.search(r"listening on (http://\S+)", line)
-        if m:
-            os.set_blocking(proc.stderr.fileno(), False)
-            return proc, m.group(1)
-    raise RuntimeError("the server did not start")
 
 
 def cpu_s(pid: int) -> float:
@@ -167,7 +147,7 @@ async def hold(url: str, pid: int, n: int, seconds: float, channel: str | None, 
 
 
 async def main(args: argparse.Namespace) -> dict:
-    proc, url = start_server(args.rest_transition_s)
+    proc, url = start_server(512, **({} if args.rest_transition_s is None else {"rest_transition_s": args.rest_transition_s}))
     out: dict = {"rest_transition_s": args.rest_transition_s}
     try:
         if args.captions and CHROMIUM.exists():
