@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import Gauge
 
-from server.protocol import Message, PoseFrame, ServerMessage
+from server.protocol import ClientMessage, Message, PoseFrame, ServerMessage
 from server.video_track import RGB, Stage, Studio, ViewerTrack
 
 if TYPE_CHECKING:
@@ -56,11 +56,11 @@ class Channel:
         self.members.add(member)
         member.put(self.session.ready_message())
 
-    def handle(self, member: Member, raw: str | bytes) -> None:
-        """One raw message of `member` into the channel's session."""
+    def handle(self, member: Member, raw: str | bytes) -> ClientMessage | None:
+        """One raw message of `member` into the channel's session; the message as parsed."""
         self._replying = member
         try:
-            self.session.handle(raw)
+            return self.session.handle(raw)
         finally:
             self._replying = None
 

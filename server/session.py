@@ -111,19 +111,24 @@ class Session:
 
     # --- client messages ----------------------------------------------------------------------
 
-    def handle(self, raw: str | bytes) -> None:
-        """One raw client message; every problem is answered with an error, and the session goes on."""
+    def handle(self, raw: str | bytes) -> ClientMessage | None:
+        """One raw client message; every problem is answered with an error, and the session goes on.
+        Returns the message as parsed (None when it was refused), for a transport that keeps
+        per-client state such as a channel member's own format."""
         if self.ended:
-            return
+            return None
         now = time.monotonic()
         if not self._bucket.take(now):
-            return self.error("rate_limited", f"more than {self.cfg.limits.message_rate:g} messages/s")
+            self.error("rate_limited", f"more than {self.cfg.limits.message_rate:g} messages/s")
+            return None
         try:
             msg = parse_client_message(raw, self.cfg.limits.max_message_bytes)
         except ProtocolError as exc:
-            return self.error(exc.code, exc.message)
+            self.error(exc.code, exc.message)
+            return None
         self._active_at = now
         self.feed(msg, now)
+        return msg
 
     def feed(self, msg: ClientMessage, now: float) -> None:
         """A parsed client message at `now` on the session's clock. `handle` calls it with the wall

@@ -229,13 +229,9 @@ async def _channel_member(hub: Hub, ws: web.WebSocketResponse, hello: Hello, aut
     channel.join(member)  # its ready goes to this client
 
     def handle(raw: str | bytes) -> None:
-        try:  # a member's own format follows its config messages; the rest is the channel's
-            msg = parse_client_message(raw, hub.cfg.limits.max_message_bytes)
-            if isinstance(msg, ConfigChange) and msg.format is not None:
-                member.format = msg.format
-        except ProtocolError:
-            pass  # the channel's session reports it
-        channel.handle(member, raw)
+        msg = channel.handle(member, raw)
+        if isinstance(msg, ConfigChange) and msg.format is not None:  # a member's own format
+            member.format = msg.format
 
     try:
         await _pump(ws, outbox, handle, channel.session.error, ending)
