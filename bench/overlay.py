@@ -53,7 +53,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         captions = Path(tmp) / "bench.srt"
         caption_file(captions, args.seconds)
-        cues = read_captions(captions)
+        cues = read_captions(captions).cues
 
         start = time.perf_counter()
         player = CuePlayer(cfg, cues, cfg.live.default_language, open_scheduler(cfg.engine, fps))

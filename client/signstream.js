@@ -1,6 +1,10 @@
-// SignStream browser client (plain JS, no build step): WebRTC to /offer (avatar video + a data
-// channel speaking the /ws JSON messages), or, where RTCPeerConnection is missing, /ws pose frames
-// drawn on a canvas. Shared by index.html and kiosk.html.
+// SignStream browser client (plain JS, no build step), shared by index.html and kiosk.html. Three
+// ways to show the signer, the first that works:
+// - "webgl": the page draws the avatar (three.js, client/avatar-view.js) from the /ws rotation
+//   frames (hello.frames = "rotations"): the server retargets once per channel and sends ~8.5 kB/s;
+// - "video": WebRTC to /offer (the server renders and encodes; a data channel speaks the /ws JSON
+//   messages), where WebGL is missing or with ?render=video;
+// - "points": where RTCPeerConnection is missing too (or transport "ws"), /ws pose frames drawn as dots.
 "use strict";
 
 const CHANNEL_LABEL = "signstream";
@@ -16,8 +20,10 @@ function gathered(pc) {
 
 const KEEPALIVE_MS = 60000;  // a ping now and then keeps a watching-only session from the idle timeout
 
-// Opens a session. opts: {server, hello, video, canvas, onMessage(m), onState(text), onClose(), transport}.
-// hello may name a channel (shared stream) and a background (#RRGGBB). transport "ws" forces /ws.
+// Opens a session. opts: {server, hello, video, canvas, scene, render, onMessage(m), onState(text),
+// onMode(mode), onClose(), transport}. hello may name a channel (shared stream) and a background
+// (#RRGGBB). scene is the <canvas> the avatar is drawn on; render "video" forces the WebRTC video
+// (render "webgl" is the default where WebGL works); transport "ws" forces /ws without WebGL.
 // Returns {send(msg), close(), kind} once the offer was answered (or the socket opened); onClose is
 // called once when the connection is lost or closed.
 async function connectSignStream(opts) {
@@ -25,8 +31,12 @@ async function connectSignStream(opts) {
   let closed = false, timer = null;
   const done = opts.onClose || (() => {});
   opts = {...opts, onClose: () => { if (!closed) { closed = true; clearInterval(timer); done(); } }};
-  const conn = opts.transport !== "ws" && typeof RTCPeerConnection === "function"
-    ? await connectWebRTC(base, opts) : await connectWebSocket(base, opts);
+  const view = opts.render !== "video" && opts.transport !== "ws" && opts.scene ? await avatarModule() : null;
+  let conn;
+  if (view) conn = await connectAvatar(base, opts, view);
+  else if (opts.transport !== "ws" && typeof RTCPeerConnection === "function") conn = await connectWebRTC(base, opts);
+  else conn = await connectWebSocket(base, opts);
+  if (opts.onMode) opts.onMode(conn.kind === "webgl" ? "webgl" : conn.kind === "webrtc" ? "video" : "points");
   if (!closed) timer = setInterval(() => conn.send({type: "ping"}), KEEPALIVE_MS);
   return conn;
 }
@@ -36,7 +46,7 @@ async function connectWebRTC(base, opts) {
   const channel = pc.createDataChannel(CHANNEL_LABEL);
   const queued = [];
   pc.addTransceiver("video", {direction: "recvonly"});
-  opts.video.hidden = false; if (opts.canvas) opts.canvas.hidden = true;
+  opts.video.hidden = false; if (opts.canvas) opts.canvas.hidden = true; if (opts.scene) opts.scene.hidden = true;
   pc.ontrack = (e) => { opts.video.srcObject = e.streams[0] || new MediaStream([e.track]); opts.video.play().catch(() => {}); };
   pc.onconnectionstatechange = () => {
     opts.onState("WebRTC " + pc.connectionState);
@@ -67,7 +77,7 @@ function connectWebSocket(base, opts) {
   const ws = new WebSocket(url);
   const canvas = opts.canvas, ctx = canvas.getContext("2d");
   const {channel, background, ...hello} = opts.hello;  // /ws sessions are private and send no video
-  opts.video.hidden = true; canvas.hidden = false;
+  opts.video.hidden = true; canvas.hidden = false; if (opts.scene) opts.scene.hidden = true;
   return new Promise((resolve, reject) => {
     ws.onopen = () => {
       ws.send(JSON.stringify({type: "hello", ...hello, format: "json"}));
@@ -91,5 +101,52 @@ function drawPose(ctx, canvas, m) {
   m.points.forEach((p, i) => {
     if (m.confidence[i] < 0.3) return;
     ctx.beginPath(); ctx.arc(w / 2 + p[0] * s, h * 0.35 - p[1] * s, 4, 0, 2 * Math.PI); ctx.fill();
+  });
+}
+
+// The three.js module, where this browser has WebGL (null otherwise: the page falls back to video).
+async function avatarModule() {
+  try {
+    const mod = await import("/client/avatar-view.js");
+    return mod.webglAvailable() ? mod : null;
+  } catch (e) {
+    console.warn("no WebGL avatar:", e);
+    return null;
+  }
+}
+
+// The avatar drawn here: /ws with rotation frames (binary), captions and statuses on the same socket.
+function connectAvatar(base, opts, mod) {
+  const scene = opts.scene;
+  const view = scene.avatarView || (scene.avatarView = new mod.AvatarView(scene));  // one per canvas
+  const ws = new WebSocket(base.replace(/^http/, "ws") + "/ws");
+  ws.binaryType = "arraybuffer";
+  const {background, ...hello} = opts.hello;
+  opts.video.hidden = true; if (opts.canvas) opts.canvas.hidden = true; scene.hidden = false;
+  return new Promise((resolve, reject) => {
+    ws.onopen = () => {
+      ws.send(JSON.stringify({type: "hello", ...hello, frames: "rotations", format: "binary"}));
+      opts.onState("WebSocket (avatar drawn here, WebGL)");
+      resolve({kind: "webgl", view, send: (m) => ws.send(JSON.stringify(m)), close: () => ws.close()});
+    };
+    ws.onerror = () => reject(new Error("WebSocket failed"));
+    ws.onclose = () => { opts.onState("closed"); opts.onClose(); };
+    ws.onmessage = (e) => {
+      if (typeof e.data !== "string") {
+        const f = mod.decodeRotations(e.data);
+        if (f) view.push(f);
+        return;
+      }
+      const m = JSON.parse(e.data);
+      if (m.type === "rotations") { view.push(mod.fromJSON(m)); return; }
+      if (m.type === "ready" && m.avatar) {
+        view.load(m).then(() => {
+          if (background && /^#[0-9a-fA-F]{6}$/.test(background)) {
+            view.setBackground([1, 3, 5].map((i) => parseInt(background.slice(i, i + 2), 16) / 255));
+          }
+        }).catch((err) => opts.onState("avatar failed: " + err.message));
+      }
+      opts.onMessage(m);
+    };
   });
 }

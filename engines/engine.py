@@ -12,27 +12,34 @@ live (continuous batching: generations join and leave between ticks).
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
+import contextlib
+import logging
+from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
 import numpy as np
 
-Path = Literal["signllm", "lexicon", "text"]  # what produced a segment
+from engines.textnorm import tokenize
+
+Path = Literal["notation", "signllm", "lexicon", "text"]  # what produced a segment
 Kind = Literal["sign", "fingerspelling", "text"]  # what the viewer sees
 # How a unit ended, as sessions report it.
 UnitOutcome = Literal["signed", "fingerspelled", "shown_as_text", "cancelled", "failed"]
 
-# A word, or a bracketed description ("[music]", "[door slams]"; unclosed while a live caption
-# grows), which captions use for sound and speaker notes: it is shown as text, never signed.
-_WORD = re.compile(r"\[[^\]]*\]?|[^\W_]+(?:['’-][^\W_]+)*", re.UNICODE)
-DESCRIPTION = "a description in brackets (sound, speaker), not speech"
+# What the words of a caption are (contractions, abbreviations, numbers, descriptions, speaker
+# labels, symbols) is decided in one place, engines/textnorm.py; plan signs its `word` tokens.
 
+# A longer "word" is shown as text: fingerspelling it would take minutes, and starting it blocks
+# every session's ticks (1,999 letters: 1.3 s to join the letter recordings, 2 s of model encoder).
+MAX_WORD_CHARS = 48
+# A backend that fails this many generations in a row (no step of it succeeding between) plans no
+# more words: they go to the next path (the recordings / fingerspelling), so a broken model degrades
+# the signing, not the server.
+FAILURES_BEFORE_FALLBACK = 3
 
-def words_of(text: str) -> list[str]:
-    """The words of a caption, punctuation dropped (letters and digits kept); a bracketed
-    description is one word, brackets included."""
-    return _WORD.findall(text)
+PLAN_CACHE = 64  # recent plans kept (a unit is planned at commit and again at submit)
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -97,6 +104,8 @@ class _Unit:
     key: int = -1
     backend: Backend | None = None
     pending_text: list[int] = field(default_factory=list)
+    fresh: bool = True  # its current generation has not stepped yet
+    failed: str | None = None  # why the unit failed (no path could go on)
 
 
 class Scheduler:
@@ -109,29 +118,50 @@ class Scheduler:
         self.languages = frozenset().union(*(b.languages for b in backends))
         self._units: dict[str, _Unit] = {}
         self._next_key = 0
+        self.disabled: set[str] = set()  # backends that kept failing (FAILURES_BEFORE_FALLBACK)
+        self.generation_failures = 0  # generations that failed (moved to a fallback, or failed their unit)
+        self._failures: dict[str, int] = {}  # failing ticks in a row, by backend
+        self._failed: list[tuple[str, str]] = []  # (unit id, reason) not yet taken
+        self._plans: dict[tuple[str, str], list[Segment]] = {}  # recent plans (PLAN_CACHE), by text and language
 
     @property
     def live(self) -> int:
         return len(self._units)
 
     def plan(self, text: str, language: str) -> list[Segment]:
-        """How each word of `text` would be signed; nothing starts."""
+        """How each word of `text` would be signed; nothing starts. A session plans a unit when it
+        commits it and again when it submits it: the second comes from a small cache."""
+        cached = self._plans.get((text, language))
+        if cached is not None:
+            return [replace(s) for s in cached]
         segments = []
-        for word in words_of(text):
-            if word.startswith("["):
-                segments.append(Segment(word, "text", "text", reason=DESCRIPTION))
+        for token in tokenize(text, language):
+            word = token.text
+            if token.kind != "word":  # a description, speaker label, address or symbol: shown
+                segments.append(Segment(word, "text", "text", reason=token.reason))
                 continue
-            reasons = []
+            if len(word) > MAX_WORD_CHARS:
+                segments.append(Segment(word, "text", "text", reason=f"longer than {MAX_WORD_CHARS} characters"))
+                continue
+            reason = f"no backend signs {language}"
             for backend in self.backends:
-                if language not in backend.languages:
+                if language not in backend.languages or backend.name in self.disabled:
                     continue
                 got = backend.plan(word, language)
                 if isinstance(got, tuple):
-                    segments.append(Segment(word, backend.name, got[1], got[0]))
+                    if got[1] == "text":  # a word the path leaves unsigned on purpose (an article): got[0] says why
+                        segments.append(Segment(word, "text", "text", reason=got[0]))
+                    else:
+                        segments.append(Segment(word, backend.name, got[1], got[0]))
                     break
-                reasons.append(f"{backend.name}: {got}")
+                # One reason per word: the last path tried (the fallback of last resort) says why
+                # the word is shown as text; earlier paths' refusals mostly repeat it.
+                reason = got
             else:
-                segments.append(Segment(word, "text", "text", reason="; ".join(reasons) or f"no backend signs {language}"))
+                segments.append(Segment(word, "text", "text", reason=reason))
+        self._plans[(text, language)] = [replace(s) for s in segments]
+        if len(self._plans) > PLAN_CACHE:
+            del self._plans[next(iter(self._plans))]  # the oldest
         return segments
 
     def submit(self, unit_id: str, text: str, language: str) -> list[Segment]:
@@ -143,6 +173,9 @@ class Scheduler:
         unit = _Unit(unit_id, language, self.plan(text, language))
         self._units[unit_id] = unit
         self._advance(unit)
+        if unit.failed is not None:  # reported by the next take_failed
+            del self._units[unit_id]
+            self._failed.append((unit_id, unit.failed))
         return unit.segments
 
     def cancel(self, unit_id: str) -> bool:
@@ -162,11 +195,99 @@ class Scheduler:
         if unit.current >= len(unit.segments):
             unit.backend = None
             return
+        self._begin(unit)
+
+    def _begin(self, unit: _Unit) -> None:
+        """Start the unit's current segment on its backend; one that fails to start it hands it on."""
         seg = unit.segments[unit.current]
         unit.backend = next(b for b in self.backends if b.name == seg.path)
         unit.key = self._next_key
         self._next_key += 1
-        unit.backend.begin(unit.key, seg.word, unit.language)
+        unit.fresh = True
+        if unit.backend.name in self.disabled:  # planned before its backend was disabled
+            return self._reroute(unit, unit.backend)
+        try:
+            unit.backend.begin(unit.key, seg.word, unit.language)
+        except Exception:
+            log.exception("the %s backend failed to start %r", unit.backend.name, seg.word)
+            self._generation_failed(unit, unit.backend)
+
+    def _generation_failed(self, unit: _Unit, backend: Backend) -> None:
+        """The unit's current generation failed: the word goes to the next path that signs it
+        (its segment says which), or the unit fails."""
+        self.generation_failures += 1
+        failures = self._failures[backend.name] = self._failures.get(backend.name, 0) + 1
+        last_resort = backend is self.backends[-1]
+        if failures >= FAILURES_BEFORE_FALLBACK and not last_resort and backend.name not in self.disabled:
+            log.error("the %s backend failed %d generations in a row: its words go to the next path from now on",
+                      backend.name, failures)
+            self.disabled.add(backend.name)
+            self._plans.clear()  # they name the disabled backend
+        with contextlib.suppress(Exception):
+            backend.end(unit.key)
+        self._reroute(unit, backend)
+
+    def _reroute(self, unit: _Unit, backend: Backend) -> None:
+        """The unit's current word to the first backend after `backend` that signs it, or fail the unit."""
+        seg = unit.segments[unit.current]
+        later = self.backends[self.backends.index(backend) + 1:] if backend in self.backends else []
+        for b in later:
+            if unit.language not in b.languages or b.name in self.disabled:
+                continue
+            try:
+                got = b.plan(seg.word, unit.language)
+            except Exception:
+                continue
+            if isinstance(got, tuple):
+                seg.path, seg.gloss, seg.kind = b.name, got[0], got[1]
+                return self._begin(unit)
+        unit.backend = None
+        unit.failed = f"the {backend.name} engine failed on {seg.word!r} and no other path signs it"
+
+    def take_failed(self) -> list[tuple[str, str]]:
+        """Units that failed since the last call, with the reason; they are no longer live."""
+        failed, self._failed = self._failed, []
+        return failed
+
+    def _isolate(self, backend: Backend, units: list[_Unit]) -> dict[int, StepOutput]:
+        """A batched step failed: find the generations it fails on and step the others, so one bad
+        generation does not fail every session's unit. Generations that joined this tick (a bad
+        start is the likely cause) are held out first, then each is tried alone."""
+        name = backend.name
+        if name in self.disabled:
+            for u in units:
+                self._generation_failed(u, backend)
+            return {}
+        fresh = [u for u in units if u.fresh]
+        steady = [u for u in units if not u.fresh]
+        for u in fresh:
+            with contextlib.suppress(Exception):
+                backend.end(u.key)
+        outs: dict[int, StepOutput] = {}
+        try:
+            if steady:
+                outs.update(backend.step([u.key for u in steady]))
+                self._failures[name] = 0
+        except Exception:
+            for u in steady:
+                try:
+                    outs.update(backend.step([u.key]))
+                    self._failures[name] = 0
+                except Exception:
+                    log.exception("the %s backend failed on %r", name, u.segments[u.current].word)
+                    self._generation_failed(u, backend)
+        for u in fresh:
+            if name in self.disabled:  # the failures above disabled it: no more tries
+                self._generation_failed(u, backend)
+                continue
+            try:
+                backend.begin(u.key, u.segments[u.current].word, u.language)
+                outs.update(backend.step([u.key]))
+                self._failures[name] = 0
+            except Exception:
+                log.exception("the %s backend failed on %r", name, u.segments[u.current].word)
+                self._generation_failed(u, backend)
+        return outs
 
     def tick(self) -> tuple[list[UnitFrame], list[str]]:
         """One frame for every live unit; returns the frames and the ids of units that ended
@@ -183,18 +304,31 @@ class Scheduler:
         for units in by_backend.values():
             backend = units[0].backend
             assert backend is not None
-            outs = backend.step([u.key for u in units])
+            try:
+                outs = backend.step([u.key for u in units])
+                self._failures[backend.name] = 0
+            except Exception:
+                log.exception("the %s backend failed a step of %d generations", backend.name, len(units))
+                outs = self._isolate(backend, units)
             for unit in units:
-                out = outs[unit.key]
+                out = outs.get(unit.key)
+                if out is None:  # its generation failed: it starts on the fallback path next tick
+                    if unit.failed is not None:
+                        del self._units[unit.unit_id]
+                        self._failed.append((unit.unit_id, unit.failed))
+                    continue
+                unit.fresh = False
                 seg_index = unit.current
                 unit.segments[seg_index].frames += 1
                 if out.done:
                     backend.end(unit.key)
                     self._advance(unit)
-                last = unit.backend is None
+                last = unit.backend is None and unit.failed is None
                 frames.append(UnitFrame(unit.unit_id, seg_index, out.points, out.confidence, out.counter, last))
-                if last:
+                if unit.backend is None:
                     del self._units[unit.unit_id]
+                    if unit.failed is not None:
+                        self._failed.append((unit.unit_id, unit.failed))
         return frames, ended
 
 

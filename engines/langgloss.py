@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import re
 
-from engines.engine import words_of
 from engines.lexicon import Alphabet
+from engines.textnorm import words
 from engines.tokenizer import FS_PREFIX, language_marker
 
 # "How do you sign 'house'?", "Spell “Haus” in DGS", "fingerspell: casa" → the quoted or named word(s).
@@ -44,4 +44,4 @@ def prompt_to_glosses(prompt: str, alphabet: Alphabet) -> list[str]:
     Raises engines.lexicon.CannotSpell for a character the alphabet lacks.
     """
     return [format_gloss(alphabet.signed_language, [e.name for e in alphabet.spell(w)])
-            for w in words_of(prompt_text(prompt))]
+            for w in words(prompt_text(prompt), alphabet.signed_language)]

@@ -18,6 +18,7 @@ import numpy as np
 
 from engines.errors import PoseFormatError, SignStreamError
 from engines.formats.posefile import read_pose
+from engines.recording_repair import Repairs, repair_recording
 from engines.sequence import PoseSequence, concatenate
 
 INDEX_COLUMNS = ("path", "spoken_language", "signed_language", "start", "end", "words", "glosses", "priority")
@@ -110,9 +111,10 @@ class Alphabet:
         """
         text = fold(word)
         out: list[Entry] = []
+        longest = self.longest  # once: a property over every letter (it made a long word cost ms)
         i = 0
         while i < len(text):
-            for n in range(min(self.longest, len(text) - i), 0, -1):
+            for n in range(min(longest, len(text) - i), 0, -1):
                 entry = self.letters.get(text[i : i + n])
                 if entry is not None:
                     out.append(entry)
@@ -175,10 +177,18 @@ def load_alphabets(lexicon_dir: str | Path | None = None) -> dict[str, Alphabet]
 
 
 @lru_cache(maxsize=4096)
+def repaired_recording(path: Path) -> tuple[PoseSequence, Repairs]:
+    """A letter recording as every reader takes it: canonical (posefile.LEXICON_DEPTH), tracking
+    failures repaired (engines.recording_repair), trimmed to the frames with hands; and its repairs."""
+    seq, repairs = repair_recording(read_pose(path))
+    return seq.trim(), repairs
+
+
+@lru_cache(maxsize=4096)
 def letter_clip(path: Path, fps: float) -> PoseSequence:
-    """A letter recording ready to join: canonical, trimmed to the frames with hands, sped up
-    to the fingerspelling pace and resampled to `fps`."""
-    return _played(read_pose(path).trim(), path, fps)
+    """A letter recording ready to join: repaired_recording, sped up to the fingerspelling pace and
+    resampled to `fps`."""
+    return _played(repaired_recording(path)[0], path, fps)
 
 
 @lru_cache(maxsize=4096)
@@ -216,7 +226,7 @@ def pack_alphabets(alphabets: dict[str, Alphabet], path: str | Path) -> Path:
         for key, entry in sorted(alpha.letters.items()):
             if entry.path not in recordings:
                 recordings[entry.path] = len(clips)
-                clips.append(entry.recording if entry.recording is not None else read_pose(entry.path).trim())
+                clips.append(entry.recording if entry.recording is not None else repaired_recording(entry.path)[0])
             index.append({"lang": lang, "spoken": entry.spoken_language, "name": entry.name, "gloss": entry.gloss,
                           "recording": recordings[entry.path]})
     bounds = np.cumsum([0] + [len(c) for c in clips])

@@ -77,9 +77,20 @@ class Retimed:
         else:
             w = np.float32(position - (last_index - 1))  # weight of `last`, in [0, 1)
             a, b = track.prev, track.last
-            frame = StepOutput((1 - w) * a.points + w * b.points, np.minimum(a.confidence, b.confidence),
-                               (1 - float(w)) * a.counter + float(w) * b.counter, False)
+            points, confidence = _between(a, b, w)
+            frame = StepOutput(points, confidence, (1 - float(w)) * a.counter + float(w) * b.counter, False)
             at_end = False
         # The generation ends with the output frame that reaches its last source frame.
         done = track.last.done and (at_end or (track.out * self.ratio) > last_index)
         return StepOutput(frame.points, frame.confidence, frame.counter, done)
+
+
+def _between(a: StepOutput, b: StepOutput, w: np.float32) -> tuple[np.ndarray, np.ndarray]:
+    """Points and confidence at weight `w` from a to b: interpolated where both frames see a point;
+    where one misses it (confidence 0, coordinates meaningless), the nearer frame's point and
+    confidence as they are, so a hand appearing or leaving never slides in from the origin."""
+    both = (a.confidence > 0) & (b.confidence > 0)
+    near = a if w < 0.5 else b
+    points = np.where(both[:, None], (1 - w) * a.points + w * b.points, near.points)
+    confidence = np.where(both, (1 - w) * a.confidence + w * b.confidence, near.confidence)
+    return points.astype(np.float32), confidence.astype(np.float32)

@@ -97,15 +97,19 @@ def _smoothstep(n: int) -> np.ndarray:
 def _smooth_around(frames: np.ndarray, conf: np.ndarray, centres: list[int], radius: int) -> None:
     """Gaussian smoothing (sigma 1 frame) of seen points within `radius` of each join, in place."""
     kernel = np.exp(-0.5 * np.arange(-2, 3) ** 2).astype(np.float32)
-    src, csrc = frames.copy(), conf.copy()
+    n = len(frames)
+    near = np.zeros(n, dtype=bool)
     for c in centres:
-        for t in range(max(0, c - radius), min(len(frames), c + radius + 1)):
-            idx = np.clip(np.arange(t - 2, t + 3), 0, len(frames) - 1)
-            weights = kernel[:, None] * (csrc[idx] > 0)  # (5, J)
-            total = weights.sum(axis=0)
-            ok = (total > 0) & (csrc[t] > 0)
-            avg = (src[idx] * weights[..., None]).sum(axis=0) / np.maximum(total, 1e-9)[:, None]
-            frames[t, ok] = avg[ok]
+        near[max(0, c - radius): min(n, c + radius + 1)] = True
+    t = np.flatnonzero(near)  # every frame near a join at once (a long word has many joins)
+    if len(t) == 0:
+        return
+    idx = np.clip(t[:, None] + np.arange(-2, 3)[None], 0, n - 1)  # (K, 5)
+    weights = kernel[None, :, None] * (conf[idx] > 0)  # (K, 5, J)
+    total = weights.sum(axis=1)  # (K, J)
+    ok = (total > 0) & (conf[t] > 0)
+    avg = (frames[idx] * weights[..., None]).sum(axis=1) / np.maximum(total, 1e-9)[..., None]  # (K, J, 3)
+    frames[t] = np.where(ok[..., None], avg, frames[t])
 
 
 def concatenate(parts: list[PoseSequence], fps: float, transition: float = 0.2) -> PoseSequence:

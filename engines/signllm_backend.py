@@ -15,6 +15,10 @@ slots: the graph attends over the live length only, the step's grown cache is fe
 
 Memory (the encoder's keys/values) is padded the same way along the token axis.
 Joins are encoded together: all generations that began since the last tick share one encoder call.
+
+Confidence: the model generates points only; a joint it leaves at the neck (how its training data
+marks a missing point) leaves the backend with confidence 0, so the avatar rests that arm or hand as
+it does for a recording's unseen joint (`generated_confidence`).
 """
 
 from __future__ import annotations
@@ -25,17 +29,27 @@ from typing import Protocol
 
 import numpy as np
 
+from engines.counter import reached_end
 from engines.engine import Kind, StepOutput
 from engines.langgloss import format_gloss
 from engines.lexicon import Alphabet, CannotSpell, fold, load_alphabets
 from engines.manifest import CACHE, MEMORY, RUNTIMES, STEP_VALUES, Manifest, RuntimeUnavailable, read_manifest
-from engines.skeleton import FRAME_VALUES, NUM_JOINTS
+from engines.skeleton import FRAME_VALUES, LEFT_HAND_SLICE, NECK, NUM_JOINTS, RIGHT_HAND_SLICE
 from engines.tokenizer import PAD_ID, UNK_ID, Tokenizer
 
+# Token budget of one word: a longer one goes to the next path (the letter recordings). The encoder's
+# cost grows with the square of the tokens (4,000 tokens: 2 s, blocking every session) and each step's
+# with the frames generated so far, which a long word makes many; real words stay well under it.
+MAX_TOKENS = 48
 NEG = -1e4  # the model's additive mask value (engines.model.NEG; not imported: that module needs torch)
 # Cut masked cache columns once this many pile up (cutting copies the cache; doing it every tick would
 # cost more than attending over a few dead columns).
 COMPACT_AFTER = 16
+# The model has no confidence output. Its training targets (.skels) hold a missing point as exact
+# zeros, the origin (the neck), which a regression approaches but never hits: a generated point this
+# close to the neck is the model saying "missing" (the bundled model's unseen left wrist and hand land
+# within 0.03). Shoulder widths; the nearest real joints to the neck, the shoulders, sit 0.5 away.
+MISSING_RADIUS = 0.1
 
 
 class Runtime(Protocol):
@@ -123,7 +137,10 @@ class SignLLMBackend:
             gloss = self.gloss(word, language)
         except CannotSpell as exc:
             return exc.message
-        unknown = [p for p, i in zip(self.tokenizer.pieces(gloss), self.tokenizer.encode(gloss)) if i == UNK_ID]
+        ids = self.tokenizer.encode(gloss)
+        if len(ids) > MAX_TOKENS:
+            return f"longer than the model takes ({len(ids)} tokens; at most {MAX_TOKENS})"
+        unknown = [p for p, i in zip(self.tokenizer.pieces(gloss), ids) if i == UNK_ID]
         if unknown:
             return f"characters outside the SignLLM vocabulary: {' '.join(unknown)}"
         return gloss, "fingerspelling"
@@ -150,6 +167,7 @@ class SignLLMBackend:
             self._reorder(rows)  # the same generations in another order: make the batch follow keys
             rows = None
         feeds = self._state if rows is None else {k: np.take(v, rows, axis=_batch_axis(k)) for k, v in self._state.items()}
+        previous = feeds["frame"][:, FRAME_VALUES].copy()  # the counters fed in (BOS: 0), before the state moves on
         out = self.runtime.step({k: feeds[k] for k in ("frame", *MEMORY, *CACHE)})
         grown = {name: out[f"{name}_out"] for name in CACHE}
         if rows is None:
@@ -162,9 +180,10 @@ class SignLLMBackend:
         for i, key in enumerate(keys):
             row = i if rows is None else rows[i]
             counter = float(frames[i, FRAME_VALUES])
-            done = counter >= 1.0 or self._frames[row] >= self.manifest.max_frames
-            result[key] = StepOutput(frames[i, :FRAME_VALUES].reshape(NUM_JOINTS, 3).copy(),
-                                     np.ones(NUM_JOINTS, dtype=np.float32), min(max(counter, 0.0), 1.0), done)
+            # The model's own stopping rule (engines.counter), as in decode and evaluation.
+            done = bool(reached_end(counter, float(previous[i]))) or self._frames[row] >= self.manifest.max_frames
+            points, conf = generated_confidence(frames[i, :FRAME_VALUES].reshape(NUM_JOINTS, 3))
+            result[key] = StepOutput(points, conf, min(max(counter, 0.0), 1.0), done)
         return result
 
     # --- the batch ------------------------------------------------------------------------
@@ -232,6 +251,18 @@ class SignLLMBackend:
             s[name][rows] = grown[name]
         s["frame"][rows] = frames
         self._frames[rows] += 1
+
+
+def generated_confidence(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A generated frame (50, 3) → (points, confidence): 1 where the model placed a joint, 0 (and the
+    point zeroed, the PoseSequence convention) where it said "missing" (within MISSING_RADIUS of the
+    neck). A hand is seen or missing as a whole, by its median point, so its fingers do not flicker."""
+    dist = np.linalg.norm(points, axis=-1)
+    conf = (dist >= MISSING_RADIUS).astype(np.float32)
+    conf[NECK] = 1.0  # the origin by construction
+    for hand in (LEFT_HAND_SLICE, RIGHT_HAND_SLICE):
+        conf[hand] = float(np.median(dist[hand]) >= MISSING_RADIUS)
+    return np.where(conf[:, None] > 0, points, 0.0).astype(np.float32), conf
 
 
 def _batch_axis(name: str) -> int:

@@ -9,21 +9,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Awaitable, Callable
+import gc
+import hmac
+import logging
+from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
 from engines.loader import open_scheduler
+from server.allocator import Trimmer, cap_arenas
 from server.channels import Channels
 from server.config import REPO_ROOT, Config
 from server.engine_loop import EngineLoop
 from server.metrics import CONTENT_TYPE, Metrics
 from server.motion import rest_pose
 from server.protocol import ServerMessage
-from server.session import Session
+from server.rotation_stream import AVATAR_URL, rotation_rig
+from server.session import CLOSE_GOING_AWAY, Session
 from server.transports.webrtc import WebrtcTransport
 from server.transports.websocket import _Outbox, websocket_route
 
+log = logging.getLogger(__name__)
 CLIENT_DIR = REPO_ROOT / "client"
 HUB: web.AppKey[Hub] = web.AppKey("hub")
 
@@ -36,7 +42,9 @@ class Hub:
         self.sessions: dict[int, Session] = {}
         self.outboxes: dict[int, _Outbox] = {}
         self.closing = False
+        self.clients = 0  # admitted client connections: /ws sockets and WebRTC viewers
         self._next_id = 0
+        self._trim = Trimmer()
         self.channels = Channels(self)  # WebRTC viewers and named channels
         m = self.metrics
         m.watch_queue("motion", lambda: sum(s.timeline.queued for s in self.sessions.values()))
@@ -55,9 +63,31 @@ class Hub:
         self.sessions.pop(session.id, None)
         self.outboxes.pop(session.id, None)
         self.metrics.sessions.set(len(self.sessions))
+        self._trim()  # give the session's freed memory back (server/allocator.py)
+
+    def admit(self) -> tuple[str, str, int] | None:
+        """Take a client slot (a /ws socket or a WebRTC viewer), or say why not: (code, message,
+        close code). Called before the caller's first await, so the count cannot be overtaken."""
+        if self.closing:
+            return "shutting_down", "the server is shutting down", CLOSE_GOING_AWAY
+        limit = self.cfg.limits.max_sessions
+        if self.clients >= limit:
+            return "too_many_sessions", f"the server holds {limit} sessions", 1013  # try again later
+        self.clients += 1
+        self.metrics.clients.set(self.clients)
+        return None
+
+    def release(self) -> None:
+        """Give back a slot taken by `admit`."""
+        self.clients -= 1
+        self.metrics.clients.set(self.clients)
 
     async def shutdown(self) -> None:
-        """Tell every session, let units in flight finish (or report them), then close."""
+        """Tell every session, let units in flight finish (or report them), then close. Runs
+        while the connections are still read (before aiohttp's own shutdown, which stops reading
+        them), so a caption sent after `closing` is answered shutting_down."""
+        if self.closing:
+            return
         self.closing = True
         grace = self.cfg.live.shutdown_grace_s
         await asyncio.gather(*(s.shutdown(grace) for s in list(self.sessions.values())))
@@ -74,8 +104,25 @@ async def _healthz(request: web.Request) -> web.Response:
 
 
 async def _metrics(request: web.Request) -> web.Response:
-    body = request.app[HUB].metrics.render()
+    hub = request.app[HUB]
+    token = hub.cfg.limits.metrics_token
+    if token:  # default open, for a Prometheus scraper on localhost
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+            return web.json_response({"type": "error", "code": "unauthorized",
+                                      "message": "/metrics needs its bearer token (limits.metrics_token)"}, status=401)
+    body = hub.metrics.render()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+def _avatar_file(cfg: Config) -> Callable[[web.Request], Awaitable[web.FileResponse]]:
+    """The configured avatar, for pages that draw it (server/rotation_stream.py): the same file the
+    server retargets onto, so a deployment's own avatar appears in the page too."""
+    path = cfg.resolve(cfg.avatar.path)
+
+    async def avatar(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(path, headers={"Content-Type": "model/gltf-binary", "Cache-Control": "no-cache"})
+    return avatar
 
 
 def _page(name: str) -> Callable[[web.Request], Awaitable[web.FileResponse]]:
@@ -84,10 +131,33 @@ def _page(name: str) -> Callable[[web.Request], Awaitable[web.FileResponse]]:
     return page
 
 
+@web.middleware
+async def _coded_errors(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                        ) -> web.StreamResponse:
+    """A handler's unexpected exception becomes a coded JSON 500 that names no internals (the log
+    has them); aiohttp's own HTTP errors (404, 405, 413...) pass as they are."""
+    try:
+        return await handler(request)
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("%s %s failed", request.method, request.path)
+        return web.json_response({"type": "error", "code": "internal_error", "message": "the server failed"},
+                                 status=500)
+
+
+def runner_options(cfg: Config) -> dict[str, Any]:
+    """AppRunner settings from the config, for `serve`, tests and benches alike. aiohttp closes a
+    connection that has not sent a whole request within keepalive_timeout of connecting (or of its
+    last reply): that is the header-read deadline."""
+    return {"keepalive_timeout": cfg.limits.header_timeout_s, "shutdown_timeout": cfg.live.shutdown_grace_s + 2}
+
+
 def build_app(cfg: Config) -> web.Application:
-    app = web.Application(client_max_size=cfg.limits.max_message_bytes)
+    app = web.Application(client_max_size=cfg.limits.max_message_bytes, middlewares=[_coded_errors])
     hub = app[HUB] = Hub(cfg)
     rest_pose()  # derive it now, not in the first session
+    rotation_rig(cfg)  # the avatar pages draw: load it now, not in the first rotations client
     app.router.add_get("/ws", websocket_route(hub))
     webrtc = WebrtcTransport(hub)
     app.router.add_post("/offer", webrtc.offer)
@@ -95,7 +165,8 @@ def build_app(cfg: Config) -> web.Application:
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/", _page("index.html"))
     app.router.add_get("/kiosk", _page("kiosk.html"))  # full-screen avatar and captions (client/kiosk.html)
-    app.router.add_static("/client/", CLIENT_DIR)
+    app.router.add_static("/client/", CLIENT_DIR)  # pages' scripts; client/vendor/: three.js, offline
+    app.router.add_get(AVATAR_URL, _avatar_file(cfg))
 
     async def engine_task(app: web.Application):
         task = asyncio.create_task(hub.engine.run())
@@ -117,8 +188,13 @@ async def serve(cfg: Config, host: str, port: int, ready: Callable[[str, int], N
     """Run until SIGINT/SIGTERM, then shut down gracefully."""
     import signal
 
+    cap_arenas()  # before the worker threads start (server/allocator.py)
     app = build_app(cfg)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=cfg.live.shutdown_grace_s + 5)
+    # The engine, lexicons and avatar loaded above live as long as the server: out of the collector's
+    # sight, a full collection (which stalls every session's frames) walks only what sessions made.
+    gc.collect()
+    gc.freeze()
+    runner = web.AppRunner(app, handle_signals=False, **runner_options(cfg))
     await runner.setup()
     site = web.TCPSite(runner, host, port)
     await site.start()
@@ -129,4 +205,6 @@ async def serve(cfg: Config, host: str, port: int, ready: Callable[[str, int], N
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    await site.stop()  # no new connections
+    await app[HUB].shutdown()  # while the open ones are still read
     await runner.cleanup()

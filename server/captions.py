@@ -1,10 +1,17 @@
 """The segmenter: live caption lines (growing partials, a final, corrections) → translation units.
 
 A caption *line* has an id; each message carries the whole text of the line so far. Words are
-committed into units at sentence ends, at clause boundaries once the line has paused, after a
-maximum wait, and at the final. A correction (a message whose words differ from words already
-committed) cancels the units it invalidates; units that have started playing are not re-signed,
-so no word is signed twice: the line resumes after the last word a started unit covered.
+committed into units at sentence ends (as the normalisation stage, engines/textnorm.py, finds
+them: not at the dots of p.m., 1.2 or a URL; always before a speaker change), at clause boundaries
+once the line has paused, after a maximum wait, and at the final. A correction (a message whose words differ from words already
+committed) cancels the units it invalidates. What the viewer has already seen of them is not
+signed again (only the words the correction replaced or inserted among them are); every other word
+of a cancelled unit is committed again from the corrected text, or, when the correction replaced
+or removed it, the cancellation says so: no word leaves the stream's accounting unsaid.
+
+A unit holds at most `segmenter.max_unit_words` words: a longer run is cut at clause punctuation
+(`, ; : —`), else before a conjunction or preposition of the caption's language, else at the
+limit, so the backlog policy can drop the oldest few words instead of a whole sentence.
 
 Pure logic with an explicit clock (`now`), so the rules are tested without waiting.
 """
@@ -17,13 +24,30 @@ from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 from typing import Callable
 
-from engines.engine import words_of
+from engines.textnorm import spoken_language, tokenize
 from engines.lexicon import fold
 from server.config import SegmenterSection
 
-_SENTENCE_END = re.compile(r"[.!?…。！？]")
 _CLAUSE = re.compile(r"[,;:—–]")
-_SHOWN = 0  # pseudo unit: words a started, then cancelled, unit may have shown
+_SHOWN = 0  # pseudo unit: words a started, then cancelled, unit showed
+EVERY_WORD = 1 << 30  # `shown(unit)` of a unit whose every word has been handled (played, shown as text)
+# Words a unit may be cut before when a long run has no clause punctuation (folded forms), by spoken
+# language: conjunctions and common prepositions start a clause or a phrase.
+_CUT_BEFORE: dict[str, frozenset[str]] = {
+    "en": frozenset("and but or so because when while if that which who where although though since until "
+                    "after before then of in on at to for with from by about into over through during without "
+                    "under between".split()),
+    "fr": frozenset("et mais ou donc car parce quand si que qui où pendant avant après de à dans sur pour avec "
+                    "sans par chez vers entre".split()),
+    "de": frozenset("und aber oder denn weil wenn dass als ob während bevor nachdem in an auf mit für von zu bei "
+                    "nach aus über unter ohne".split()),
+    "es": frozenset("y pero o porque cuando si que mientras aunque de en a con para por sin sobre entre desde "
+                    "hasta".split()),
+    "it": frozenset("e ma o perché quando se che mentre di in a con per su da tra fra senza".split()),
+    "pt": frozenset("e mas ou porque quando se que enquanto de em a com para por sem sobre entre".split()),
+    "sv": frozenset("och men eller för att som när om eftersom medan i på till från med av under över "
+                    "utan".split()),
+}
 
 
 @dataclass(frozen=True)
@@ -49,6 +73,7 @@ class _Line:
     text: str = ""
     words: list[str] = field(default_factory=list)  # folded, for comparison
     spans: list[tuple[int, int]] = field(default_factory=list)
+    ends: list[bool] = field(default_factory=list)  # a sentence ends after word i (engines/textnorm.py)
     committed: int = 0  # words[:committed] are handled (in units, or skipped after a correction)
     units: list[tuple[int, int, int]] = field(default_factory=list)  # (unit id, first word, end word)
     final: bool = False
@@ -56,14 +81,11 @@ class _Line:
     changed_at: float = 0.0
 
 
-def _spans(text: str) -> list[tuple[int, int]]:
-    """Character spans of the words of `text` (words_of returns substrings, in order)."""
-    spans, pos = [], 0
-    for word in words_of(text):
-        start = text.index(word, pos)
-        pos = start + len(word)
-        spans.append((start, pos))
-    return spans
+def _tokens(text: str, language: str) -> tuple[list[tuple[int, int]], list[str], list[bool]]:
+    """Character spans, folded words and sentence ends of the tokens of `text`: the words the
+    normalisation stage finds (every kind: words, descriptions, speaker labels, symbols)."""
+    tokens = tokenize(text, language)
+    return [(t.start, t.end) for t in tokens], [fold(t.text) for t in tokens], [t.ends_sentence for t in tokens]
 
 
 class Segmenter:
@@ -73,8 +95,9 @@ class Segmenter:
         self._lines: OrderedDict[str, _Line] = OrderedDict()
 
     def caption(self, line_id: str, text: str, final: bool, language: str, now: float,
-                started: Callable[[int], bool]) -> list[Action]:
-        """A partial or final message for a line; `started(unit)` tells whether a unit has begun playing."""
+                shown: Callable[[int], int]) -> list[Action]:
+        """A partial or final message for a line. `shown(unit)`: how many of a unit's words, from its
+        first, the viewer has seen (at least in part); EVERY_WORD for a unit already handled."""
         actions: list[Action] = []
         line = self._lines.get(line_id)
         if line is None:
@@ -82,8 +105,7 @@ class Segmenter:
             actions += self._forget_oldest(now)
         self._lines.move_to_end(line_id)
         line.language = language
-        spans = _spans(text)
-        words = [fold(text[a:b]) for a, b in spans]
+        spans, words, ends = _tokens(text, language)
         if text != line.text:
             line.changed_at = now
         same = 0
@@ -92,9 +114,10 @@ class Segmenter:
                 break
             same += 1
         old = line.words
-        line.text, line.words, line.spans, line.final = text, words, spans, final
+        old_text = [line.text[a:b] for a, b in line.spans]  # as written, to name words in a cancellation
+        line.text, line.words, line.spans, line.ends, line.final = text, words, spans, ends, final
         if same < line.committed:
-            actions += self._correct(line_id, line, old, same, started)
+            actions += self._correct(line_id, line, old, old_text, same, shown)
         if line.committed < len(words) and line.pending_since is None:
             line.pending_since = now
         if final:
@@ -151,39 +174,62 @@ class Segmenter:
     def _commit_sentences(self, line_id: str, line: _Line, limit: int) -> list[Action]:
         actions: list[Action] = []
         for i in range(line.committed, limit):
-            if _SENTENCE_END.search(self._gap(line, i)):
+            if line.ends[i]:
                 actions += self._commit(line_id, line, i + 1)
         return actions
 
     def _commit(self, line_id: str, line: _Line, end: int) -> list[Action]:
-        if end <= line.committed:
-            return []
-        start = line.committed
-        a = line.spans[start][0]
-        b = line.spans[end][0] if end < len(line.spans) else len(line.text)
-        unit = self._next_unit()
-        line.units.append((unit, start, end))
-        line.committed = end
-        line.pending_since = None if end >= len(line.words) else line.changed_at
-        return [Commit(unit, line_id, line.text[a:b].strip(), line.language)]
+        """Commit words up to `end` as units of at most `max_unit_words` words."""
+        actions: list[Action] = []
+        while end > line.committed:
+            start = line.committed
+            stop = end if end - start <= self.cfg.max_unit_words else self._cut(line, start, end)
+            a = line.spans[start][0]
+            b = line.spans[stop][0] if stop < len(line.spans) else len(line.text)
+            unit = self._next_unit()
+            line.units.append((unit, start, stop))
+            line.committed = stop
+            line.pending_since = None if stop >= len(line.words) else line.changed_at
+            actions.append(Commit(unit, line_id, line.text[a:b].strip(), line.language))
+        return actions
 
-    def _correct(self, line_id: str, line: _Line, old: list[str], same: int,
-                 started: Callable[[int], bool]) -> list[Action]:
+    def _cut(self, line: _Line, start: int, end: int) -> int:
+        """Where a run of words [start, end) longer than max_unit_words ends its first unit: after the
+        last clause punctuation, else before the last conjunction or preposition, in the second half
+        of the longest unit; else at the limit."""
+        most = self.cfg.max_unit_words
+        window = range(min(end - 1, start + most), start + max(1, most // 2) - 1, -1)  # first unit's end, late first
+        for k in window:
+            if _CLAUSE.search(self._gap(line, k - 1)):
+                return k
+        cut_before = _CUT_BEFORE.get(spoken_language(line.language), frozenset())
+        for k in window:  # before the first of a run ("… | and then", not "… and | then")
+            if line.words[k] in cut_before and line.words[k - 1] not in cut_before:
+                return k
+        return start + most
+
+    def _correct(self, line_id: str, line: _Line, old: list[str], old_text: list[str], same: int,
+                 shown: Callable[[int], int]) -> list[Action]:
         """Words from `same` on changed: cancel the units that hold them.
 
-        An unstarted unit's words were never shown: they are committed again from its start. A
-        started unit's words were (partly) shown: only the words the correction replaced or
-        inserted among them are signed, and the line resumes after the last shown word.
+        Words the viewer has not seen are committed again from the corrected text: all of an
+        unstarted unit's, the unshown rest of a started one's. Of the words already seen, only those
+        the correction replaced or inserted among them are signed, and the line resumes after the
+        last seen word. Each cancellation names its words' fate: seen, committed again, replaced.
         """
         hit = sorted((u for u in line.units if u[2] > same), key=lambda u: u[1])
         line.units = [u for u in line.units if u[2] <= same]
-        actions: list[Action] = [Cancel(u, "caption corrected") for u, _, _ in hit if u != _SHOWN]
-        shown = [u for u in hit if u[0] == _SHOWN or started(u[0])]
         line.pending_since = None
-        if not shown:
+        # Units play in order, so what was seen is a run of old words from the first hit unit's start.
+        seen_end = max([hit[0][1]] + [first + (end - first if u == _SHOWN else min(shown(u), end - first))
+                                      for u, first, end in hit])
+        kept = _kept(old, line.words)
+        actions: list[Action] = [Cancel(u, _fate(old_text, first, end, seen_end, kept)) for u, first, end in hit
+                                 if u != _SHOWN]
+        if seen_end == hit[0][1]:  # nothing seen: everything again from the first unit's start
             line.committed = hit[0][1]
             return actions
-        start, end = shown[0][1], max(u[2] for u in shown)
+        start, end = hit[0][1], seen_end
         resume, changed = end, []  # changed: (first, end) word ranges of the new text
         for tag, i1, i2, j1, j2 in SequenceMatcher(None, old[:end], line.words, autojunk=False).get_opcodes():
             if tag != "equal" and j2 > j1:
@@ -194,6 +240,7 @@ class Segmenter:
             resume = max(same, min(resume, self._stable_end(line)))  # never commit a word still growing
         line.units.append((_SHOWN, start, resume))
         changed = [(a, min(b, resume)) for a, b in changed if a < resume]
+        line.committed = resume  # the words after it (unseen) follow by the usual commit rules
         if changed:
             line.committed = max(same, changed[0][0])
             upto = changed[-1][1]
@@ -210,3 +257,27 @@ class Segmenter:
             actions += self._commit(line_id, line, len(line.words))
             del self._lines[line_id]
         return actions
+
+
+def _kept(old: list[str], new: list[str]) -> set[int]:
+    """Indices of old words the corrected text still has (in the same order)."""
+    out: set[int] = set()
+    for tag, i1, i2, _, _ in SequenceMatcher(None, old, new, autojunk=False).get_opcodes():
+        if tag == "equal":
+            out.update(range(i1, i2))
+    return out
+
+
+def _fate(words: list[str], first: int, end: int, seen_end: int, kept: set[int]) -> str:
+    """The reason a cancelled unit's status gives: what became of each of its words."""
+    seen = words[first:min(end, seen_end)]
+    again = [words[i] for i in range(max(first, seen_end), end) if i in kept]
+    replaced = [words[i] for i in range(max(first, seen_end), end) if i not in kept]
+    parts = ["caption corrected"]
+    if seen:
+        parts.append(f"shown before the correction: {' '.join(seen)}")
+    if again:
+        parts.append(f"committed again: {' '.join(again)}")
+    if replaced:
+        parts.append(f"replaced by the correction: {' '.join(replaced)}")
+    return "; ".join(parts)

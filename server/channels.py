@@ -15,16 +15,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import Gauge
 
 from server.protocol import ClientMessage, Message, PoseFrame, ServerMessage
+from server.rotation_stream import RotationStream, rotation_rig
 from server.video_track import RGB, Stage, Studio, ViewerTrack
 
 if TYPE_CHECKING:
     from server.app import Hub
+    from server.session import Session
 
+log = logging.getLogger(__name__)
 _REPLIES = ("ready", "error", "pong")  # answers to the client whose message is being handled
 
 
@@ -39,28 +43,50 @@ class Member(Protocol):
         """The channel's session ended: flush and close with `code` (then leave the channel)."""
 
 
+def watch_clock(task: asyncio.Task, session: Session) -> asyncio.Task:
+    """A frame clock that dies of a bug must not leave its clients watching a stream that stopped
+    in silence: they get internal_error and the session ends (close 1011)."""
+    def done(t: asyncio.Task) -> None:
+        if t.cancelled() or t.exception() is None or session.ended:
+            return
+        log.error("session %d: the frame clock failed", session.id, exc_info=t.exception())
+        session.error("internal_error", "the server failed; this session ends")
+        session.finish(1011)
+    task.add_done_callback(done)
+    return task
+
+
 class Channel:
     def __init__(self, hub: Hub, name: str | None, language: str | None) -> None:
         self.hub = hub
         self.name = name
         self.members: set[Member] = set()
         self.stage: Stage | None = None
+        self.rotations: RotationStream | None = None  # the one retargeter, while a member wants rotations
         self.closed = False
         self._replying: Member | None = None
+        self._units: dict[Member, set[int]] = {}  # per member: units it got a `unit` for, not yet ended
         # Tokens were checked by the transport that let the client in.
         self.session = hub.open_session(self._broadcast, self._ended, authed=True)
         self.session.handle(json.dumps({"type": "hello", **({"language": language} if language else {})}))
-        self._clock = asyncio.create_task(self.session.run())
+        self._clock = watch_clock(asyncio.create_task(self.session.run()), self.session)
 
     def join(self, member: Member) -> None:
         self.members.add(member)
+        if getattr(member, "wants_rotations", False) and self.rotations is None:
+            self.rotations = RotationStream(rotation_rig(self.hub.cfg))
         member.put(self.session.ready_message())
 
     def handle(self, member: Member, raw: str | bytes) -> ClientMessage | None:
-        """One raw message of `member` into the channel's session; the message as parsed."""
+        """One raw message of `member` into the channel's session; the message as parsed. When the
+        server fails on it, the internal_error goes to `member` alone, as any reply would."""
         self._replying = member
         try:
             return self.session.handle(raw)
+        except Exception:  # a bug must not take the server down: report (without its text), go on
+            log.exception("channel %r failed on a message", self.name)
+            self.session.error("internal_error", "the server failed on this message")
+            return None
         finally:
             self._replying = None
 
@@ -73,6 +99,9 @@ class Channel:
 
     def leave(self, member: Member) -> None:
         self.members.discard(member)
+        self._units.pop(member, None)
+        if not any(getattr(m, "wants_rotations", False) for m in self.members):
+            self.rotations = None
         if self.stage is not None and not self.stage.viewers:
             self.stage.stop()
             self.stage = None
@@ -98,8 +127,28 @@ class Channel:
             for m in self.members:
                 if m.wants_poses:
                     m.put(msg)
+            # One retarget per channel; every member that draws the avatar gets the same frame,
+            # encoded once per format, into its own bounded queue (which drops the stale).
+            rotated = self.rotations.push(msg) if self.rotations is not None else None
+            if rotated is not None:
+                for m in self.members:
+                    if getattr(m, "wants_rotations", False):
+                        m.put(rotated)
         elif self._replying is not None and isinstance(msg, Message) and msg.type in _REPLIES:
             self._replying.put(msg)
+        elif isinstance(msg, Message) and msg.type in ("unit", "unit_status"):
+            # A member hears the end of a unit only if it heard its start (one that joined
+            # mid-unit gets neither): the statuses it gets each answer a unit it knows.
+            unit = msg.fields["unit"]
+            for m in list(self.members):
+                seen = self._units.setdefault(m, set())
+                if msg.type == "unit":
+                    seen.add(unit)
+                elif unit in seen:
+                    seen.discard(unit)
+                else:
+                    continue
+                m.put(msg)
         else:
             for m in list(self.members):
                 m.put(msg)

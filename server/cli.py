@@ -21,6 +21,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "backtranslate": ("training.backtranslate.cli:backtranslate_app",
                       "Back-translation judge (pose → text): train, eval."),
     "export": ("engines.export:export_app", "Export a SignLLM checkpoint to an engine folder (ONNX, TensorRT)."),
+    "lexicon": ("engines.notation.cli:lexicon_app", "Notation lexicons (HamNoSys, SiGML): check a file, pack DSGS."),
 }
 
 
@@ -151,11 +152,11 @@ def captions(file: str = typer.Argument(..., help="a WebVTT (.vtt) or SRT (.srt)
     from server.client_cli import play_cues
 
     try:
-        cues = read_captions(file)
+        captions_file = read_captions(file)
     except CaptionFileError as exc:
         typer.echo(f"error [{exc.code}]: {exc.message}", err=True)
         raise typer.Exit(2)
-    _run_client(play_cues(server, cues, lang, token, speed, channel))
+    _run_client(play_cues(server, captions_file.cues, lang, token, speed, channel, captions_file.skipped))
 
 
 from server.avatar.cli import avatar_app, render as render_command  # noqa: E402  (typer only; heavy imports are lazy)

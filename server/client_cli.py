@@ -17,7 +17,7 @@ from typing import Any, AsyncIterator, Callable
 import aiohttp
 import numpy as np
 
-from server.caption_files import Cue
+from server.caption_files import Cue, SkippedCue
 from server.protocol import PoseFrame, decode_binary_pose
 
 Received = dict[str, Any] | PoseFrame
@@ -212,8 +212,13 @@ async def lines_of(*texts: str) -> AsyncIterator[str]:
 
 
 async def play_cues(server: str, cues: list[Cue], language: str | None, token: str | None,
-                    speed: float = 1.0, channel: str | None = None) -> Collected:
-    """Send each cue as a final caption at its start time (real time / `speed`), then wait for the statuses."""
+                    speed: float = 1.0, channel: str | None = None,
+                    skipped: list[SkippedCue] | None = None) -> Collected:
+    """Send each cue as a final caption at its start time (real time / `speed`), then wait for the
+    statuses. The file's `skipped` cues (caption_files) are printed first: they are not played."""
+    for cue in skipped or []:
+        number = f" {cue.number}" if cue.number else ""
+        print(f"skipped cue{number} at line {cue.line}: {cue.reason}", file=sys.stderr)
     async with aiohttp.ClientSession() as http:
         client = await LiveClient.connect(http, server, language=language, fmt="binary", token=token,
                                           idle_frames=False, channel=channel)

@@ -26,6 +26,7 @@ class ServerSection:
 class EngineSection:
     path: str = "engines/default"
     backend: str = "onnxruntime"
+    notation: dict[str, str] = field(default_factory=dict)  # sign language → notation lexicon file
 
 
 @dataclass
@@ -71,6 +72,7 @@ class LiveSection:
     max_speedup: float = 1.5
     text_after_s: float = 10.0
     word_seconds: float = 1.2
+    letter_seconds: float = 0.55
     outbox_frames: int = 50
     shutdown_grace_s: float = 5.0
 
@@ -82,6 +84,11 @@ class SegmenterSection:
     pause_s: float = 0.4
     max_wait_s: float = 2.5
     remembered_captions: int = 32
+    max_unit_words: int = 6
+
+    def __post_init__(self) -> None:
+        if self.max_unit_words < 1:
+            raise ValueError(f"'segmenter.max_unit_words' must be at least 1, got {self.max_unit_words}")
 
 
 @dataclass
@@ -95,7 +102,12 @@ class LimitsSection:
     max_caption_chars: int = 2000
     message_rate: float = 20.0
     message_burst: int = 40
+    caption_char_rate: float = 2000.0
     idle_timeout_s: float = 300.0
+    hello_timeout_s: float = 10.0
+    header_timeout_s: float = 10.0
+    outbox_bytes: int = 1_000_000
+    metrics_token: str = ""
 
 
 @dataclass
@@ -105,6 +117,7 @@ class WebrtcSection:
     codec: str = "vp8"
     ice_servers: list[str] = field(default_factory=list)
     loopback_only: bool = True
+    connect_timeout_s: float = 5.0
 
     def __post_init__(self) -> None:
         if self.codec not in ("vp8", "h264"):

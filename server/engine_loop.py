@@ -35,6 +35,7 @@ class EngineLoop:
         self.scheduler = scheduler
         self.metrics = metrics
         self._owners: dict[str, tuple[Owner, int]] = {}
+        self._failures_seen = 0
         self._wake = asyncio.Event()
 
     @property
@@ -78,14 +79,18 @@ class EngineLoop:
         start = time.perf_counter()
         try:
             frames, ended = self.scheduler.tick()
-        except Exception as exc:  # a broken backend fails its units, not the server
+        except Exception:  # the scheduler isolates a failing backend; this is the last resort
             log.exception("scheduler tick failed")
             for key, (owner, unit) in list(self._owners.items()):
                 self.scheduler.cancel(key)
                 del self._owners[key]
-                owner.on_failed(unit, f"engine failed: {type(exc).__name__}: {exc}")
+                owner.on_failed(unit, "the engine failed")  # the log has the exception
             return
         self.metrics.step.observe(time.perf_counter() - start)
+        failures = self.scheduler.generation_failures - self._failures_seen
+        if failures:
+            self._failures_seen += failures
+            self.metrics.engine_failures.inc(failures)
         for f in frames:
             got = self._owners.get(f.unit_id)
             if got is None:
@@ -97,3 +102,7 @@ class EngineLoop:
             got = self._owners.pop(key, None)
             if got is not None:
                 got[0].on_ended(got[1])
+        for key, reason in self.scheduler.take_failed():
+            got = self._owners.pop(key, None)
+            if got is not None:
+                got[0].on_failed(got[1], reason)

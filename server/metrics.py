@@ -19,6 +19,15 @@ class Metrics:
         self.units = Counter("signstream_units", "Units ended, by status", ["status"], registry=r)
         self.frames_sent = Counter("signstream_frames_sent", "Pose frames handed to transports", registry=r)
         self.frames_dropped = Counter("signstream_frames_dropped", "Pose frames dropped for slow clients", registry=r)
+        self.outbox_dropped = Counter("signstream_outbox_dropped",
+                                      "Queued replies dropped by the outbox policy (repeated error code or pong; "
+                                      "slow_client: a whole queue of a client that does not read)", ["kind"],
+                                      registry=r)
+        self.clients = Gauge("signstream_clients", "Admitted client connections (/ws sockets and WebRTC viewers)",
+                             registry=r)
+        self.engine_failures = Counter("signstream_engine_failures",
+                                       "Engine generations that failed (moved to the fallback path, or failed "
+                                       "their unit)", registry=r)
         self.errors = Counter("signstream_errors", "Error replies, by code", ["code"], registry=r)
         self.step = Histogram("signstream_engine_step_seconds", "Time of one batched scheduler tick",
                               buckets=(0.0001, 0.0003, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3), registry=r)

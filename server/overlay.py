@@ -27,7 +27,7 @@ from typing import Any
 from engines.engine import Scheduler
 from engines.errors import SignStreamError
 from server.avatar.errors import RenderError
-from server.caption_files import CaptionFileError, Cue, read_captions
+from server.caption_files import CaptionFileError, Cue, SkippedCue, read_captions
 from server.config import Config
 from server.engine_loop import EngineLoop
 from server.metrics import Metrics
@@ -78,7 +78,8 @@ class CuePlayer:
     """Plays cues through a live Session on a simulated clock; `frames()` yields its pose frames,
     then `report()` tells what each cue became."""
 
-    def __init__(self, cfg: Config, cues: list[Cue], language: str, scheduler: Scheduler, name: str = "<captions>") -> None:
+    def __init__(self, cfg: Config, cues: list[Cue], language: str, scheduler: Scheduler, name: str = "<captions>",
+                 skipped: list[SkippedCue] | None = None) -> None:
         if not cues:
             raise CaptionFileError(f"{name}: no cues to sign")
         if language not in scheduler.languages:
@@ -86,6 +87,7 @@ class CuePlayer:
         self.fps = float(cfg.video.fps)
         self.language = language
         self.cues = [_CueRecord(c) for c in cues]
+        self.skipped = list(skipped or [])  # cues of the file that could not be played (caption_files)
         # The first frame at or after each cue's start; cues are fed in time order, whatever the file's.
         self.starts = [math.ceil(c.start * self.fps - 1e-6) for c in cues]
         self._order = sorted(range(len(cues)), key=lambda i: self.starts[i])
@@ -159,12 +161,14 @@ class CuePlayer:
             record.spans.setdefault(frame.segment, _Span()).add(frame.frame)
 
     def report(self) -> dict[str, Any]:
-        """Per cue: its units, each with its status and, per word, the path that produced it, what
-        the viewer saw (sign, fingerspelling, text; nothing for a failed unit) and its frames."""
+        """Per cue (numbered as the file numbers it): its units, each with its status and, per word,
+        the path that produced it, what the viewer saw (sign, fingerspelling, text; nothing for a
+        failed unit) and its frames; and the file's cues that were skipped (line, reason)."""
         shown_count: dict[str, int] = {"sign": 0, "fingerspelling": 0, "text": 0, "nothing": 0}
         not_signed: list[dict[str, Any]] = []
         cues = []
         for n, c in enumerate(self.cues, 1):
+            number = _cue_number(c.cue, n)
             units = []
             for u in c.units:
                 segments = []
@@ -177,21 +181,29 @@ class CuePlayer:
                         reason = seg["reason"] or u.reason
                     shown_count[shown] += 1
                     if shown in ("text", "nothing"):
-                        not_signed.append({"cue": n, "word": seg["word"], "shown": shown, "reason": reason})
+                        not_signed.append({"cue": number, "word": seg["word"], "shown": shown, "reason": reason})
                     segments.append({"word": seg["word"], "path": seg["path"], "kind": seg["kind"], "gloss": seg["gloss"],
                                      "shown": shown, "reason": reason, "first_frame": span.first if span else None,
                                      "last_frame": span.last if span else None})
                 units.append({"unit": u.unit, "text": u.text, "status": u.status, "reason": u.reason,
                               "first_frame": u.span.first, "last_frame": u.span.last, "max_speed": round(u.speed, 3),
                               "segments": segments})
-            cues.append({"cue": n, **asdict(c.cue), "first_frame": self.starts[n - 1],
+            cues.append({"cue": number, **asdict(c.cue), "first_frame": self.starts[n - 1],
                          "refused": c.refused, "units": units})
             if c.refused is not None:
-                not_signed.append({"cue": n, "word": c.cue.text, "shown": "nothing",
+                not_signed.append({"cue": number, "word": c.cue.text, "shown": "nothing",
                                    "reason": f"{c.refused['code']}: {c.refused['message']}"})
         return {"language": self.language, "fps": self.fps, "frames": self.frame_count,
                 "duration_s": self.frame_count / self.fps, "words": shown_count, "not_signed": not_signed,
-                "errors": self._stray, "cues": cues}
+                "errors": self._stray, "skipped": [asdict(s) for s in self.skipped], "cues": cues}
+
+
+def _cue_number(cue: Cue, position: int) -> int | str:
+    """A cue as the file numbers it: its SRT/WebVTT number (0 when the file starts at 0), its
+    WebVTT name, or its position from 1 when the file gives none."""
+    if cue.number.isdigit():
+        return int(cue.number)
+    return cue.number or position
 
 
 def render_overlay(cfg: Config, captions: Path, output: Path, language: str | None = None,
@@ -205,9 +217,9 @@ def render_overlay(cfg: Config, captions: Path, output: Path, language: str | No
     if output.suffix.lower() not in OVERLAY_SUFFIXES:
         raise RenderError(f"{output}: an overlay is a video with alpha: use {' or '.join(OVERLAY_SUFFIXES)}")
     check_output(output, rgba=True)
-    cues = read_captions(captions)
-    player = CuePlayer(cfg, cues, language or cfg.live.default_language,
-                       open_scheduler(cfg.engine, float(cfg.video.fps)), str(captions))
+    file = read_captions(captions)
+    player = CuePlayer(cfg, file.cues, language or cfg.live.default_language,
+                       open_scheduler(cfg.engine, float(cfg.video.fps)), str(captions), file.skipped)
     transparent = (*cfg.video.background[:3], 0.0)  # the overlay's background is always see-through
     model, settings, renderer = open_renderer(cfg, avatar_path, transparent)
     with renderer:

@@ -20,6 +20,7 @@ from engines.skeleton import NUM_JOINTS
 
 VERSION = 1
 Format = Literal["json", "binary"]
+Frames = Literal["poses", "rotations"]  # what a frame carries: keypoints, or the avatar's bone rotations
 
 # Stable error codes → what they mean. Clients react to the code; the message is for people.
 ERROR_CODES: dict[str, str] = {
@@ -28,6 +29,7 @@ ERROR_CODES: dict[str, str] = {
     "message_too_large": "the message is larger than limits.max_message_bytes",
     "unknown_type": "the message's type is not one this server knows",
     "bad_field": "a field is missing, has the wrong type, or is out of range",
+    "bad_text": "a text field holds what is not text (a lone surrogate such as \\ud800, a NUL)",
     "hello_required": "the first message of a session must be hello",
     "unknown_language": "the server signs no such language",
     "caption_too_long": "caption text is longer than limits.max_caption_chars",
@@ -36,6 +38,8 @@ ERROR_CODES: dict[str, str] = {
     "origin_not_allowed": "the page's Origin is not in limits.allowed_origins",
     "too_many_sessions": "the server holds limits.max_sessions sessions already",
     "idle_timeout": "nothing was received or signed for limits.idle_timeout_s",
+    "hello_timeout": "no hello within limits.hello_timeout_s of connecting",
+    "slow_client": "the client does not read: its queued messages passed limits.outbox_bytes",
     "shutting_down": "the server is shutting down and takes no new captions",
     "not_implemented": "this endpoint exists but is not implemented yet",
     "internal_error": "the server failed; the session goes on",
@@ -52,6 +56,8 @@ CLIENT_SCHEMAS: dict[str, dict[str, Any]] = {
             "type": {"const": "hello"},
             "language": _LANG,
             "format": {"enum": ["json", "binary"], "description": "how pose frames travel (default json)"},
+            "frames": {"enum": ["poses", "rotations"],
+                       "description": "what each frame carries: the 50 keypoints (default), or the avatar's bone rotations for a page that draws the avatar (see 'Rotation frames')"},
             "idle_frames": {"type": "boolean", "description": "send rest-pose frames when idle (default true)"},
             "token": {"type": "string", "maxLength": 512, "description": "bearer token when the server needs one"},
             "channel": {"type": "string", "minLength": 1, "maxLength": 64,
@@ -100,7 +106,7 @@ _SEGMENT = {
     "required": ["word", "path", "kind", "gloss", "reason", "frames"],
     "properties": {
         "word": {"type": "string"},
-        "path": {"enum": ["signllm", "lexicon", "text"]},
+        "path": {"enum": ["notation", "signllm", "lexicon", "text"]},
         "kind": {"enum": ["sign", "fingerspelling", "text"]},
         "gloss": {"type": "string"},
         "reason": {"type": "string"},
@@ -123,6 +129,34 @@ SERVER_SCHEMAS: dict[str, dict[str, Any]] = {
             "fps": {"type": "number"},
             "format": {"enum": ["json", "binary"]},
             "joints": {"type": "integer"},
+            "frames": {"enum": ["poses", "rotations"], "description": "what this client's frames carry (absent: poses)"},
+            "bones": {"type": "array", "items": {"type": "string"},
+                      "description": "rotations only: VRM humanoid names, the order of every rotations frame"},
+            "avatar": {
+                "type": "object",
+                "description": "rotations only: what the page needs to draw the same picture as the server",
+                "required": ["url", "joints", "hips", "turn", "camera", "background"],
+                "properties": {
+                    "url": {"type": "string", "description": "the avatar's glTF (the server's own avatar)"},
+                    "joints": {"type": "array", "items": {"type": "integer", "minimum": 0},
+                               "description": "per bone of `bones`: its index in the glTF skin's joints"},
+                    "hips": {"type": "integer", "minimum": -1, "description": "the hips' index in the skin's joints (-1: none)"},
+                    "turn": {"type": "array", "minItems": 4, "maxItems": 4, "items": {"type": "number"},
+                             "description": "quaternion x, y, z, w taking the file's axes to canonical ones (y up, facing +z)"},
+                    "camera": {
+                        "type": "object",
+                        "required": ["position", "yfov", "znear", "zfar"],
+                        "properties": {
+                            "position": {"type": "array", "minItems": 3, "maxItems": 3, "items": {"type": "number"}},
+                            "yfov": {"type": "number", "description": "vertical field of view, radians; looking down -z"},
+                            "znear": {"type": "number"},
+                            "zfar": {"type": "number"},
+                        },
+                    },
+                    "background": {"type": "array", "minItems": 3, "maxItems": 3, "items": {"type": "number"},
+                                   "description": "the server's video background, linear RGB 0-1"},
+                },
+            },
         },
     },
     "unit": {
@@ -185,6 +219,23 @@ SERVER_SCHEMAS: dict[str, dict[str, Any]] = {
         },
     },
     "pong": {"type": "object", "required": ["type"], "properties": {"type": {"const": "pong"}}},
+    "rotations": {
+        "type": "object",
+        "required": ["type", "unit", "segment", "frame", "t", "kind", "rotations", "root"],
+        "description": "hello.frames = rotations; binary form: see 'Rotation frames'",
+        "properties": {
+            "type": {"const": "rotations"},
+            "unit": {"type": "integer", "minimum": 0, "description": "0 = no unit (rest pose)"},
+            "segment": {"type": "integer", "minimum": -1, "description": "-1 = between segments"},
+            "frame": {"type": "integer", "minimum": 0, "description": "index in the session's stream"},
+            "t": {"type": "number", "description": "stream time in seconds = frame / fps"},
+            "kind": {"enum": _FRAME_KINDS},
+            "rotations": {"type": "array", "description": "per bone of ready.bones: local rotation x, y, z, w",
+                          "items": {"type": "array", "minItems": 4, "maxItems": 4, "items": {"type": "number"}}},
+            "root": {"type": "array", "minItems": 3, "maxItems": 3, "items": {"type": "number"},
+                     "description": "the hips' displacement from their rest position, canonical axes, avatar units"},
+        },
+    },
 }
 
 
@@ -221,6 +272,8 @@ def schema_errors(schema: dict[str, Any], value: Any, where: str = "") -> list[s
         if not ok:
             return [f"{name}: must be {'a finite number' if kind == 'number' else 'a' + ('n' if kind[0] in 'aeiou' else '') + ' ' + kind}"]
     errors: list[str] = []
+    if isinstance(value, str) and not _is_text(value):
+        return [f"{name}: {_NOT_TEXT}"]
     if isinstance(value, str):
         if len(value) < schema.get("minLength", 0):
             errors.append(f"{name}: must have at least {schema['minLength']} characters")
@@ -245,6 +298,21 @@ def schema_errors(schema: dict[str, Any], value: Any, where: str = "") -> list[s
     return errors
 
 
+_NOT_TEXT = "holds a lone surrogate or a NUL, not text"
+
+
+def _is_text(value: str) -> bool:
+    """No lone surrogates (json.loads makes them from escapes such as "\\ud800"; they cannot be
+    encoded as UTF-8, so they would break every reply that echoes the field) and no NUL."""
+    if value.isascii():
+        return "\x00" not in value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in value
+
+
 # --- client messages --------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -253,6 +321,7 @@ class Hello:
     format: Format = "json"
     idle_frames: bool = True
     token: str | None = None
+    frames: Frames = "poses"  # used by the transports (server/rotation_stream.py), not by the session
     channel: str | None = None  # used by the transports (server/channels.py), not by the session
     background: str | None = None
 
@@ -301,8 +370,12 @@ def parse_client_message(raw: str | bytes, max_bytes: int) -> ClientMessage:
             raise ProtocolError("bad_utf8", f"not UTF-8 at byte {exc.start}") from None
     try:
         data = json.loads(raw)
-    except (json.JSONDecodeError, RecursionError) as exc:
+    except json.JSONDecodeError as exc:
         raise ProtocolError("bad_json", f"not valid JSON: {exc}"[:200]) from None
+    except RecursionError:
+        raise ProtocolError("bad_json", "not valid JSON: nested too deeply") from None
+    except Exception as exc:  # ValueError (an integer of over 4,300 digits), MemoryError...: still bad JSON
+        raise ProtocolError("bad_json", f"not valid JSON ({type(exc).__name__})") from None
     if not isinstance(data, dict):
         raise ProtocolError("bad_json", f"a message is a JSON object, got {type(data).__name__}")
     kind = data.get("type")
@@ -313,7 +386,8 @@ def parse_client_message(raw: str | bytes, max_bytes: int) -> ClientMessage:
         raise ProtocolError("unknown_type", f"unknown message type {kind[:40]!r} (known: {', '.join(CLIENT_SCHEMAS)})")
     errors = schema_errors(schema, data)
     if errors:
-        raise ProtocolError("bad_field", f"{kind}: " + "; ".join(errors[:5]))
+        code = "bad_text" if all(e.endswith(_NOT_TEXT) for e in errors) else "bad_field"
+        raise ProtocolError(code, f"{kind}: " + "; ".join(errors[:5]))
     cls = _CLASSES[kind]
     args = {k: v for k, v in data.items() if k in schema["properties"] and k != "type"}
     try:
@@ -345,7 +419,44 @@ class Message:
     fields: dict[str, Any] = field(default_factory=dict)
 
 
-ServerMessage = PoseFrame | Message
+@dataclass
+class RotationFrame:
+    """One output frame as the avatar's local bone rotations (after retargeting), for a page that
+    draws the avatar. Encoded once per format however many clients get it (`wire` caches)."""
+
+    unit: int
+    segment: int
+    frame: int
+    t: float
+    kind: str  # one of _FRAME_KINDS
+    rotations: np.ndarray  # (B, 4) x, y, z, w per bone of the ready message's `bones`
+    root: np.ndarray  # (3,) hips displacement from rest, canonical axes
+    _wire: dict[str, str | bytes] = field(default_factory=dict, repr=False, compare=False)
+
+    def wire(self, fmt: Format) -> str | bytes:
+        data = self._wire.get(fmt)
+        if data is None:
+            data = self._wire[fmt] = _encode_rotations(self, fmt)
+        return data
+
+    def ws_frame(self, fmt: Format) -> bytes:
+        """The whole WebSocket frame (server to client: unmasked, uncompressed), the same bytes for
+        every client, so a fan-out to N clients is N socket writes and nothing else."""
+        key = f"ws-{fmt}"
+        data = self._wire.get(key)
+        if data is None:
+            payload = self.wire(fmt)
+            payload = payload.encode("utf-8") if isinstance(payload, str) else payload
+            opcode = 0x82 if fmt == "binary" else 0x81  # FIN + binary / text
+            n = len(payload)
+            head = (struct.pack("!BB", opcode, n) if n < 126 else struct.pack("!BBH", opcode, 126, n) if n < 65536
+                    else struct.pack("!BBQ", opcode, 127, n))
+            data = self._wire[key] = head + payload
+        assert isinstance(data, bytes)
+        return data
+
+
+ServerMessage = PoseFrame | RotationFrame | Message
 
 
 def error_message(code: str, message: str) -> Message:
@@ -361,6 +472,8 @@ _KIND_CODES = {k: i for i, k in enumerate(_FRAME_KINDS)}
 
 def encode(msg: ServerMessage, fmt: Format) -> str | bytes:
     """A server message as it goes on the wire: JSON text, or binary for pose frames in binary format."""
+    if isinstance(msg, RotationFrame):
+        return msg.wire(fmt)
     if isinstance(msg, PoseFrame):
         if fmt == "binary":
             body = np.concatenate([msg.points, msg.confidence[:, None]], axis=1).astype("<f2")
@@ -387,3 +500,32 @@ def decode_binary_pose(data: bytes) -> PoseFrame:
         raise ValueError(f"body holds {body.size} values, header says {joints}×{channels}")
     body = body.reshape(joints, channels)
     return PoseFrame(unit, segment, frame, t, _FRAME_KINDS[kind], body[:, :3], body[:, 3])
+
+
+# Binary rotation frame: the pose frame's header with magic SSRF and channels 4 (a quaternion a
+# bone), then float16 (bones, 4) rotations and float16 (3,) root displacement.
+ROTATIONS_MAGIC = b"SSRF"
+
+
+def _encode_rotations(msg: RotationFrame, fmt: Format) -> str | bytes:
+    if fmt == "binary":
+        head = HEADER.pack(ROTATIONS_MAGIC, VERSION, _KIND_CODES[msg.kind], msg.segment, msg.unit, msg.frame, msg.t,
+                           len(msg.rotations), 4)
+        return head + msg.rotations.astype("<f2").tobytes() + msg.root.astype("<f2").tobytes()
+    return json.dumps({"type": "rotations", "unit": msg.unit, "segment": msg.segment, "frame": msg.frame,
+                       "t": round(msg.t, 4), "kind": msg.kind,
+                       "rotations": np.round(msg.rotations.astype(np.float64), 4).tolist(),
+                       "root": np.round(msg.root.astype(np.float64), 4).tolist()}, separators=(",", ":"))
+
+
+def decode_binary_rotations(data: bytes) -> RotationFrame:
+    """The inverse of encode(rotation frame, 'binary'), for clients and tests."""
+    if len(data) < HEADER.size:
+        raise ValueError(f"binary rotation frame of {len(data)} bytes is shorter than its header")
+    magic, version, kind, segment, unit, frame, t, bones, channels = HEADER.unpack_from(data)
+    if magic != ROTATIONS_MAGIC or version != VERSION or channels != 4:
+        raise ValueError(f"not a version {VERSION} rotation frame (magic {magic!r}, version {version}, channels {channels})")
+    body = np.frombuffer(data, dtype="<f2", offset=HEADER.size).astype(np.float32)
+    if body.size != bones * 4 + 3:
+        raise ValueError(f"body holds {body.size} values, header says {bones} bones")
+    return RotationFrame(unit, segment, frame, t, _FRAME_KINDS[kind], body[:-3].reshape(bones, 4), body[-3:])

@@ -7,20 +7,30 @@ WebSocket transport and server/channels.py (for WebRTC viewers and channels) do 
 
 Every committed unit ends with exactly one unit_status: signed / fingerspelled / shown_as_text
 after it played, shown_as_text when the backlog policy skips it, cancelled after a correction,
-failed with the reason. Units cut off by a closed connection are counted as cancelled in metrics.
+failed with the reason. Statuses leave in the order the units were committed (which is the order
+they play), except `cancelled`, sent at once: a status decided early (a unit the backlog policy
+skips, one that fails to start) waits for the statuses of the units before it. Units cut off by a
+closed connection are counted as cancelled in metrics.
+
+Backlog policy (`_backlog_policy`): the signing waiting is estimated in seconds (buffered frames,
+then `live.word_seconds` a sign and `live.letter_seconds` a fingerspelled letter); above
+`live.speedup_after_s` playback speeds up, up to `live.max_speedup`; only when the newest unit would
+still start later than `live.text_after_s` at that speed are units shown as text, the oldest waiting
+ones first (the segmenter keeps units short, so that is the oldest few words, not a new sentence).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Literal
 
 from engines.engine import Segment, UnitFrame, outcome
-from server.captions import Action, Cancel, Commit, Segmenter
+from server.captions import EVERY_WORD, Action, Cancel, Commit, Segmenter
 from server.config import Config
 from server.engine_loop import EngineLoop
 from server.metrics import Metrics
@@ -41,6 +51,7 @@ from server.protocol import (
     parse_client_message,
 )
 
+log = logging.getLogger(__name__)
 State = Literal["pending", "live", "done"]  # done: every frame generated, or none will be
 
 CLOSE_NORMAL = 1000
@@ -57,6 +68,7 @@ class _Unit:
     segments: list[Segment]
     state: State = "pending"
     shown: bool = False  # a frame of it has been sent
+    shown_words: int = 0  # its words from the first that have been on screen, at least in part
 
 
 @dataclass
@@ -71,11 +83,11 @@ class _Bucket:
     def __post_init__(self) -> None:
         self.tokens = self.burst
 
-    def take(self, now: float) -> bool:
+    def take(self, now: float, cost: float = 1.0) -> bool:
         self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
         self.at = now
-        if self.tokens >= 1:
-            self.tokens -= 1
+        if self.tokens >= cost:
+            self.tokens -= cost
             return True
         return False
 
@@ -102,9 +114,15 @@ class Session:
         self.ended = False
         self.units: dict[int, _Unit] = {}
         self.pending: deque[_Unit] = deque()
+        self._unreported: deque[int] = deque()  # ids of units without a status sent, in commit order
+        self._due: dict[int, Message] = {}  # statuses decided, waiting for the units before theirs
         self._live: _Unit | None = None
         self._next_unit = 0
         self._bucket = _Bucket(cfg.limits.message_rate, cfg.limits.message_burst)
+        # Caption text is the costly input (each committed word is planned, each unit echoed), so
+        # it has a budget of its own: a sender at the message rate with the longest captions would
+        # otherwise cost the server more than it can give every session.
+        self._chars = _Bucket(cfg.limits.caption_char_rate, 2.0 * cfg.limits.max_caption_chars)
         self._wake = asyncio.Event()
         self._active_at = time.monotonic()
         self._lookahead = max(1, int(round(live.lookahead_s * self.fps)))
@@ -125,6 +143,10 @@ class Session:
             msg = parse_client_message(raw, self.cfg.limits.max_message_bytes)
         except ProtocolError as exc:
             self.error(exc.code, exc.message)
+            return None
+        if (isinstance(msg, Caption) and self.greeted and len(msg.text) <= self.cfg.limits.max_caption_chars
+                and not self._chars.take(now, len(msg.text))):
+            self.error("rate_limited", f"more than {self.cfg.limits.caption_char_rate:g} caption characters/s")
             return None
         self._active_at = now
         self.feed(msg, now)
@@ -149,7 +171,7 @@ class Session:
             if len(msg.text) > self.cfg.limits.max_caption_chars:
                 raise ProtocolError("caption_too_long", f"{len(msg.text)} characters; the limit is {self.cfg.limits.max_caption_chars}")
             language = self._language(msg.language or self.language)
-            self._apply(self.segmenter.caption(msg.id, msg.text, msg.final, language, now, self._started))
+            self._apply(self.segmenter.caption(msg.id, msg.text, msg.final, language, now, self._shown_words))
         elif isinstance(msg, Flush):
             self._apply(self.segmenter.flush())
         elif isinstance(msg, ConfigChange):
@@ -197,9 +219,14 @@ class Session:
         self._next_unit += 1
         return self._next_unit
 
-    def _started(self, unit: int) -> bool:
+    def _shown_words(self, unit: int) -> int:
+        """How many of a unit's words, from its first, the viewer has seen (the segmenter's question
+        when a correction arrives). A unit whose status is decided counts every word: it played, or
+        was shown as text."""
         u = self.units.get(unit)
-        return u is None or u.shown  # a unit already reported has played
+        if u is None or unit in self._due:
+            return EVERY_WORD
+        return u.shown_words
 
     def _apply(self, actions: list[Action]) -> None:
         for action in actions:
@@ -208,6 +235,7 @@ class Session:
                 unit = _Unit(action.unit, action.caption, action.text, action.language, segments)
                 self.units[unit.id] = unit
                 self.pending.append(unit)
+                self._unreported.append(unit.id)
                 self.metrics.units_committed.inc()
                 self._send(Message("unit", {"unit": unit.id, "caption": unit.caption, "text": unit.text,
                                             "language": unit.language, "segments": [asdict(s) for s in segments]}))
@@ -217,8 +245,8 @@ class Session:
 
     def _cancel(self, unit_id: int, reason: str) -> None:
         unit = self.units.get(unit_id)
-        if unit is None:
-            return  # already reported
+        if unit is None or unit_id in self._due:
+            return  # already reported, or its status is decided and waits for its turn
         if unit.state == "pending":
             self.pending.remove(unit)
         elif unit.state == "live":
@@ -235,9 +263,10 @@ class Session:
             unit = self.pending.popleft()
             try:
                 unit.segments = self.engine.submit(self, unit.id, unit.text, unit.language)
-            except Exception as exc:
+            except Exception:
+                log.exception("session %d: the engine failed to start unit %d", self.id, unit.id)
                 unit.state = "done"
-                self._report(unit, "failed", f"{type(exc).__name__}: {exc}", now=False)
+                self._report(unit, "failed", "the engine failed to start the unit", now=False)  # no internals
                 continue
             unit.state = "live"
             self._live = unit
@@ -254,11 +283,25 @@ class Session:
             self._emit(m)
 
     def _emit(self, msg: Message) -> None:
-        if msg.type == "unit_status":
-            unit = self.units.pop(msg.fields["unit"], None)
-            if unit is None:
-                return  # reported already (cancelled while its status was queued)
-            self.metrics.units.labels(msg.fields["status"]).inc()
+        if msg.type != "unit_status":
+            self._send(msg)
+            return
+        uid = msg.fields["unit"]
+        if uid not in self.units or uid in self._due:
+            return  # reported already (cancelled while its status was queued)
+        if msg.fields["status"] == "cancelled" or uid not in self._unreported:
+            if uid in self._unreported:
+                self._unreported.remove(uid)
+            self._send_status(uid, msg)  # a cancellation is sent at once
+        else:
+            self._due[uid] = msg
+        while self._unreported and self._unreported[0] in self._due:  # statuses in unit order
+            first = self._unreported.popleft()
+            self._send_status(first, self._due.pop(first))
+
+    def _send_status(self, uid: int, msg: Message) -> None:
+        self.units.pop(uid, None)
+        self.metrics.units.labels(msg.fields["status"]).inc()
         self._send(msg)
 
     def _played(self, unit: _Unit) -> None:
@@ -299,20 +342,38 @@ class Session:
 
     # --- the frame clock ------------------------------------------------------------------------
 
+    def _estimate_s(self, seg: Segment) -> float:
+        """Signing time of a word not generated yet: a sign, or its letters when fingerspelled (a
+        long word takes many times a short one); a word shown as text takes none."""
+        live = self.cfg.live
+        if seg.kind == "text":
+            return 0.0
+        return len(seg.word) * live.letter_seconds if seg.kind == "fingerspelling" else live.word_seconds
+
     def backlog_s(self) -> float:
-        """Seconds of signing waiting: frames buffered, plus an estimate for units not generated yet."""
-        words = sum(len(u.segments) for u in self.pending)
+        """Seconds of signing waiting: frames buffered, plus an estimate for what is not generated yet."""
+        waiting = sum(self._estimate_s(s) for u in self.pending for s in u.segments)
         if self._live is not None:
-            words += sum(1 for s in self._live.segments if s.frames == 0)
-        return self.timeline.queued / self.fps + words * self.cfg.live.word_seconds
+            segs = self._live.segments
+            current = max((i for i, s in enumerate(segs) if s.frames), default=-1)  # being generated
+            if current >= 0:
+                waiting += max(0.0, self._estimate_s(segs[current]) - segs[current].frames / self.fps)
+            waiting += sum(self._estimate_s(s) for s in segs[current + 1:])
+        return self.timeline.queued / self.fps + waiting
 
     def _backlog_policy(self) -> None:
+        """Speed up first. While the newest unit would still start later than `text_after_s` from now
+        at the fastest playback, show the oldest waiting unit as text: the oldest words go, the
+        signing catches up with the captions, and a new sentence is not dropped for an old one."""
         live = self.cfg.live
         backlog = self.backlog_s()
-        while backlog > live.text_after_s and self.pending:
+        while self.pending:
+            wait = backlog - sum(self._estimate_s(s) for s in self.pending[-1].segments)  # before the newest starts
+            if wait / live.max_speedup <= live.text_after_s:
+                break
             unit = self.pending.popleft()
             unit.state = "done"
-            self._report(unit, "shown_as_text", f"backlog: {backlog:.1f} s of signing waiting", now=False)
+            self._report(unit, "shown_as_text", f"backlog: {backlog:.1f} s of signing waiting", now=True)
             backlog = self.backlog_s()
         self.timeline.speed = min(live.max_speedup, max(1.0, backlog / live.speedup_after_s))
 
@@ -325,6 +386,7 @@ class Session:
             unit = self.units.get(frame.unit)
             if unit is not None:
                 unit.shown = True
+                unit.shown_words = max(unit.shown_words, frame.segment + 1)
             self._active_at = now
         if self.idle_frames or frame.kind != "rest":
             self._send(frame)

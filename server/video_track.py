@@ -122,15 +122,30 @@ class Stage:
         self._encoder = _encoder(codec, self.image.shape[1], self.image.shape[0], studio.fps)
         self._pose: PoseFrame | None = None  # the newest pose not yet drawn
         self._wake = asyncio.Event()
+        self._watched = asyncio.Event()  # some viewer's peer is connected: draw and encode only then
         self._keyframe = True
         self._tasks = [asyncio.create_task(self._draw_loop()), asyncio.create_task(self._clock())]
 
     def show(self, frame: PoseFrame) -> None:
         """The session's next pose frame (called on its clock; never blocks)."""
-        if self._pose is not None:
+        if self._pose is not None and self._watched.is_set():
             self.stats.dropped += 1
         self._pose = frame
-        self._wake.set()
+        if self._watched.is_set():
+            self._wake.set()
+
+    def connected(self) -> None:
+        """A viewer's peer connected: the first makes the stage draw and encode."""
+        if not self._watched.is_set():
+            self._watched.set()
+            self._keyframe = True
+            if self._pose is not None:
+                self._wake.set()
+
+    def _unwatched(self) -> None:
+        """A viewer left: with no connected viewer left, the stage idles (draws and encodes nothing)."""
+        if not any(v.is_connected for v in self.viewers):
+            self._watched.clear()
 
     def watch(self) -> ViewerTrack:
         track = ViewerTrack(self)
@@ -182,6 +197,9 @@ class Stage:
         period = 1.0 / self.studio.fps
         start, index = loop.time(), 0
         while True:
+            if not self._watched.is_set():  # nobody connected (an abandoned offer): cost nothing
+                await self._watched.wait()
+                start, index = loop.time() - index * period, index  # resume the clock from now
             index += 1
             wait = start + index * period - loop.time()
             if wait > 0:
@@ -217,6 +235,11 @@ class ViewerTrack(MediaStreamTrack):
         self._queue: deque[av.Packet] = deque()
         self._ready = asyncio.Event()
         self._synced = False  # a keyframe has been queued since (re)joining
+        self.is_connected = False  # its peer connection is up (until then the stage need not draw for it)
+
+    def connect(self) -> None:
+        self.is_connected = True
+        self.stage.connected()
 
     def put(self, packet: av.Packet) -> None:
         if len(self._queue) >= _QUEUE:  # the sender is stuck: start again at the next keyframe
@@ -241,4 +264,6 @@ class ViewerTrack(MediaStreamTrack):
     def stop(self) -> None:
         super().stop()
         self._ready.set()
+        self.is_connected = False
         self.stage.viewers.discard(self)
+        self.stage._unwatched()

@@ -391,3 +391,38 @@ def test_signstream_eval_reports_backtranslation_beside_the_reference(tiny_judge
     assert {s["reference"] for s in bt["generated"]["samples"]} == {s["reference"] for s in bt["reference"]["samples"]}
     records = read_split(small_corpus / "ase", "test")[:2] + read_split(small_corpus / "gsg", "test")[:2]
     assert bt["reference"]["cer"] == score_poses(tiny_judge, records, [r.sequence for r in records])["reference"]["cer"]
+
+
+def test_log_likelihood_is_the_negative_teacher_forced_cross_entropy(tiny_judge, small_corpus):
+    from training.backtranslate.train import load_judge
+
+    judge = load_judge(tiny_judge)
+    examples = examples_from(read_split(small_corpus / "gsg", "dev")[:3])
+    frames, conf, lengths = batch_tensors(examples)
+    markers, texts = [e.marker for e in examples], [e.text for e in examples]
+    with torch.no_grad():
+        ll = judge.log_likelihood(frames, conf, lengths, markers, texts)
+        for i in range(len(examples)):  # one example: the mean over its tokens is the loss
+            one = judge.loss(frames[i:i + 1, : lengths[i]], conf[i:i + 1, : lengths[i]], lengths[i:i + 1],
+                             markers[i:i + 1], texts[i:i + 1])
+            assert float(ll[i]) == pytest.approx(-float(one), abs=1e-4)
+        other = judge.log_likelihood(frames, conf, lengths, markers, [t[::-1] + "x" for t in texts])
+    assert ll.shape == (3,) and bool((ll < 0).all()) and not torch.allclose(ll, other)
+
+
+def test_rl_with_the_reader_reward_has_gradients(tiny_judge, small_corpus):
+    from engines.model import ModelConfig, SignLLM
+    from engines.tokenizer import Tokenizer
+    from training.train import ReaderReward, encode_batch, load_split, rl_loss
+
+    examples = load_split(small_corpus, ["gsg"], "dev")[:2]
+    tok = Tokenizer.train([e.gloss for e in examples], ["gsg"])
+    torch.manual_seed(0)
+    model = SignLLM(ModelConfig(vocab_size=tok.vocab_size, languages=["gsg"], d_model=32, n_heads=2, enc_layers=1,
+                                dec_layers=2, d_ff=48))
+    reward = ReaderReward(tiny_judge)
+    tokens, lang = encode_batch(tok, ["gsg"], examples)
+    loss, mean_reward = rl_loss(model, tokens, lang, examples, samples=2, policy_std=0.1, reward=reward)
+    loss.backward()
+    assert mean_reward < 0 and model.head.weight.grad is not None and model.head.weight.grad.abs().sum() > 0
+    assert not any(p.requires_grad for p in reward.judge.parameters())

@@ -82,7 +82,7 @@ def test_page_signs_over_webrtc(server: str):
             browser = await launch(p)
             try:
                 page = await browser.new_page()
-                await page.goto(server + "/")
+                await page.goto(server + "/?render=video")  # the WebRTC video, not the page-drawn avatar
                 await page.wait_for_function("document.getElementById('avatar').videoWidth > 0", timeout=30000)
                 assert await page.evaluate("document.getElementById('avatar').videoWidth") == 512
                 rest = await page.evaluate(_SNAPSHOT)
@@ -117,7 +117,7 @@ def test_two_viewers_of_a_channel_see_one_stream(server: str):
             try:
                 pages = [await browser.new_page() for _ in range(2)]
                 for page in pages:
-                    await page.goto(server + "/?channel=duo")
+                    await page.goto(server + "/?channel=duo&render=video")
                     await page.wait_for_function("document.getElementById('avatar').videoWidth > 0", timeout=30000)
                 for _ in range(100):  # pages of earlier tests may still be hanging up
                     if _gauge(server, "signstream_renders") == 1:
@@ -127,10 +127,12 @@ def test_two_viewers_of_a_channel_see_one_stream(server: str):
                 rests = [await page.evaluate(_SNAPSHOT) for page in pages]
                 await pages[0].fill("#text", "Hi, Bob!")
                 await pages[0].keyboard.press("Enter")
-                for page, rest in zip(pages, rests):
+                # Both pictures at once: on a loaded machine one page's sampling outlasts the signing.
+                changes = await asyncio.gather(*(moved(page, _SNAPSHOT, rest) for page, rest in zip(pages, rests)))
+                assert min(changes) > 8.0, changes
+                for page in pages:
                     await page.wait_for_selector("#committed p", timeout=20000)
                     assert "Hi, Bob!" in await page.inner_text("#committed")
-                    assert await moved(page, _SNAPSHOT, rest) > 8.0
                 await pages[1].goto("about:blank")  # leaving the page hangs up now, not ~30 s later
                 for _ in range(50):
                     if _gauge(server, "signstream_viewers") == 1:
@@ -156,7 +158,7 @@ def test_websocket_fallback_draws_on_the_canvas(server: str):
             try:
                 page = await browser.new_page()
                 await page.add_init_script("delete window.RTCPeerConnection")
-                await page.goto(server + "/")
+                await page.goto(server + "/?render=video")
                 await page.wait_for_function("document.getElementById('state').textContent.startsWith('WebSocket')")
                 assert await page.is_visible("#poses") and not await page.is_visible("#avatar")
                 await asyncio.sleep(0.3)  # a few rest frames drawn

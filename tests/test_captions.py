@@ -3,7 +3,7 @@
 import pytest
 
 from server.caption_files import CaptionFileError, Cue, parse_captions
-from server.captions import Cancel, Commit, Segmenter
+from server.captions import EVERY_WORD, Cancel, Commit, Segmenter
 from server.config import SegmenterSection
 
 
@@ -24,8 +24,8 @@ def _texts(actions):
     return [a.text for a in actions if isinstance(a, Commit)]
 
 
-NOT_STARTED = lambda unit: False  # noqa: E731
-STARTED = lambda unit: True  # noqa: E731
+NOT_STARTED = lambda unit: 0  # noqa: E731  (no word of any unit seen yet)
+STARTED = lambda unit: EVERY_WORD  # noqa: E731  (every word of every unit seen)
 
 
 def test_sentence_ends_commit_and_the_growing_word_waits():
@@ -54,7 +54,8 @@ def test_correction_of_an_unstarted_unit_recommits_from_its_start():
     first = s.caption("a", "I like cats. And", False, "ase", 0.0, NOT_STARTED)
     assert _texts(first) == ["I like cats."]
     again = s.caption("a", "I like dogs. And", False, "ase", 0.1, NOT_STARTED)
-    assert again[0] == Cancel(first[0].unit, "caption corrected") and _texts(again) == ["I like dogs."]
+    assert again[0] == Cancel(first[0].unit, "caption corrected; committed again: I like; replaced by the correction: cats")
+    assert _texts(again) == ["I like dogs."]
 
 
 def test_correction_after_a_unit_started_never_signs_a_word_twice():
@@ -74,6 +75,37 @@ def test_correction_after_a_unit_started_never_signs_a_word_twice():
     assert _texts(again) == ["big"]
 
 
+def test_a_correction_while_a_unit_plays_recommits_the_words_not_yet_seen():
+    """The issue's case: "pass" corrected to "fail" while the unit's first word is on screen. The
+    words not seen yet are signed from the corrected text; the cancellation says what became of each."""
+    s = _seg()
+    first = s.caption("a", "The bill would pass today.", True, "ase", 0.0, NOT_STARTED)
+    assert _texts(first) == ["The bill would pass today."]
+    seen = {first[0].unit: 1}  # "The" is on screen
+    again = s.caption("a", "The bill would fail today.", True, "ase", 1.0, lambda u: seen.get(u, 0))
+    assert again[0] == Cancel(first[0].unit, "caption corrected; shown before the correction: The; "
+                                             "committed again: bill would today; replaced by the correction: pass")
+    assert _texts(again) == ["bill would fail today."]
+    # Seen up to "would": only the replaced word and the rest follow.
+    s = _seg()
+    first = s.caption("a", "The bill would pass today.", True, "ase", 0.0, NOT_STARTED)
+    again = s.caption("a", "The bill would fail today.", True, "ase", 1.0, lambda u: 3)
+    assert _texts(again) == ["fail today."]
+
+
+def test_long_runs_are_cut_at_clauses_then_before_conjunctions_then_at_the_limit():
+    s = _seg(max_unit_words=6)
+    texts = _texts(s.caption("a", "Today we will look at cells, membranes and proteins in the lab.", True, "ase", 0.0,
+                             NOT_STARTED))
+    assert texts == ["Today we will look at cells,", "membranes and proteins in the lab."]
+    texts = _texts(s.caption("b", "We looked at the results of the experiment and then we went home.", True, "ase",
+                             0.0, NOT_STARTED))
+    assert texts == ["We looked at the results", "of the experiment", "and then we went home."]
+    texts = _texts(s.caption("c", "one two three four five six seven eight nine", True, "ase", 0.0, NOT_STARTED))
+    assert texts == ["one two three four five six", "seven eight nine"]
+    assert all(len(t.split()) <= 6 for t in texts)
+
+
 def test_lines_are_independent_and_forgotten_lines_are_committed_first():
     s = _seg(remembered_captions=2)
     s.caption("a", "one two", False, "ase", 0.0, NOT_STARTED)
@@ -84,10 +116,12 @@ def test_lines_are_independent_and_forgotten_lines_are_committed_first():
 
 def test_vtt_and_srt_cues():
     vtt = "WEBVTT\n\nNOTE a comment\n\n1\n00:00:01.500 --> 00:00:03.000 line:0\n<v Bob>Hello <i>there</i>\n&amp; you\n\n01:00:00.000 --> 01:00:01.000\nlater\n"
-    assert parse_captions(vtt) == [Cue(1.5, 3.0, "Hello there & you"), Cue(3600.0, 3601.0, "later")]
+    assert parse_captions(vtt).cues == [Cue(1.5, 3.0, "Bob: Hello there & you"), Cue(3600.0, 3601.0, "later")]
     srt = "1\n00:00:00,000 --> 00:00:02,500\n{\\an8}Hi\n\n2\n00:00:02,500 --> 00:00:04,000\n<b>Bye</b>\n"
-    assert parse_captions(srt) == [Cue(0.0, 2.5, "Hi"), Cue(2.5, 4.0, "Bye")]
-    with pytest.raises(CaptionFileError, match="line 2: bad timing"):
+    assert parse_captions(srt).cues == [Cue(0.0, 2.5, "Hi"), Cue(2.5, 4.0, "Bye")]
+    # A file with no cue that can be played is refused, saying why (tests/test_caption_files.py
+    # has the files where a bad cue is skipped and the rest plays).
+    with pytest.raises(CaptionFileError, match="no cue that can be played .*line 2: bad start time"):
         parse_captions("1\n00:00 --> soon\nx\n", "x.srt")
     with pytest.raises(CaptionFileError, match="ends before it starts"):
         parse_captions("1\n00:00:02,000 --> 00:00:01,000\nx\n")

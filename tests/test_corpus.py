@@ -71,3 +71,53 @@ def test_cli_builds_and_previews(tmp_path):
     assert any(not np.array_equal(frames[0], f) for f in frames[1:])  # and it moves
     bad = subprocess.run(cli + ["data", "preview", str(skels), "-o", str(tmp_path / "p.avi")], capture_output=True, text=True)
     assert bad.returncode == 2 and "bad_argument" in bad.stderr
+
+
+def test_the_manifest_counts_recording_repairs_and_names_the_depth(small_corpus):
+    from engines.formats.posefile import LEXICON_DEPTH
+
+    manifest = json.loads((small_corpus / "manifest.json").read_text())
+    assert manifest["mediapipe_depth"]["body_scale"] == LEXICON_DEPTH.body_scale
+    for lang in ("ase", "fsl", "gsg"):
+        repairs = manifest["languages"][lang]["recording_repairs"]
+        assert set(repairs) == {"hands_rescaled", "beyond_reach", "bone_outliers", "interpolated", "recordings"}
+        assert repairs["recordings"] > 20
+
+
+def test_repair_brings_a_failed_gss_track_back_within_reach(lexicon_dir):
+    from engines.formats.posefile import read_pose
+    from engines.recording_repair import repair_recording
+
+    # A Greek letter whose hand track fails: points up to 4.7 shoulder widths from the neck.
+    raw = read_pose(lexicon_dir / "gss" / "fs-stsc004c81c6a4651fc5cc69151f3c30576.pose")
+    seen = raw.confidence > 0
+    assert np.linalg.norm(raw.frames, axis=-1)[seen].max() > 3
+    fixed, repairs = repair_recording(raw)
+    assert np.linalg.norm(fixed.frames, axis=-1)[fixed.confidence > 0].max() < 2.5
+    assert repairs.beyond_reach + repairs.hands_rescaled > 0 and fixed.repaired == raw.repaired + repairs.total
+
+
+def test_repair_fills_short_gaps_only(lexicon_dir):
+    from engines.formats.posefile import read_pose
+    from engines.recording_repair import repair_recording
+    from engines.sequence import PoseSequence
+    from engines.skeleton import RIGHT_HAND_SLICE
+
+    clean = None
+    for path in sorted((lexicon_dir / "ase").glob("*.pose")):  # an ase letter whose right hand is seen throughout
+        seq = read_pose(path)
+        if len(seq) >= 20 and (seq.confidence[:, RIGHT_HAND_SLICE] > 0).all():
+            clean = seq
+            break
+    assert clean is not None
+    base, _ = repair_recording(clean)
+    frames, conf = base.frames.copy(), base.confidence.copy()
+    conf[5:7, RIGHT_HAND_SLICE] = 0  # 2 frames: short, filled
+    conf[10:19, RIGHT_HAND_SLICE] = 0  # 9 frames (> 0.2 s): stays missing
+    fixed, repairs = repair_recording(PoseSequence(frames, conf, base.fps))
+    assert (fixed.confidence[5:7, RIGHT_HAND_SLICE] > 0).all() and (fixed.confidence[10:19, RIGHT_HAND_SLICE] == 0).all()
+    assert repairs.interpolated == 2 * 21
+    # Linear between the frames either side.
+    np.testing.assert_allclose(fixed.frames[5, RIGHT_HAND_SLICE],
+                               base.frames[4, RIGHT_HAND_SLICE] + (base.frames[7, RIGHT_HAND_SLICE] - base.frames[4, RIGHT_HAND_SLICE]) / 3,
+                               atol=1e-5)

@@ -42,7 +42,7 @@ def test_kiosk_reconnects_after_the_server_restarts():
             browser = await launch(p)
             try:
                 page = await browser.new_page()
-                await page.goto(kiosk_url(url, channel="hall", bg="00ff00"))
+                await page.goto(kiosk_url(url, channel="hall", bg="00ff00") + "&render=video")  # the WebRTC video
                 await page.wait_for_function(playing, timeout=30000)
                 assert await page.evaluate("document.body.dataset.connections") == "1"
                 proc.kill()  # no goodbye: the page must notice on its own

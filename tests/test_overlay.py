@@ -186,7 +186,7 @@ def test_cues_out_of_file_order_play_at_their_times():
     from server.overlay import CuePlayer
 
     cfg = load_config()
-    cues = parse_captions("1\n00:00:03,000 --> 00:00:04,000\nyes\n\n2\n00:00:00,400 --> 00:00:01,000\nno\n")
+    cues = parse_captions("1\n00:00:03,000 --> 00:00:04,000\nyes\n\n2\n00:00:00,400 --> 00:00:01,000\nno\n").cues
     player = CuePlayer(cfg, cues, "ase", open_scheduler(cfg.engine, float(cfg.video.fps)))
     for _ in player.frames():
         pass

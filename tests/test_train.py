@@ -133,7 +133,7 @@ def test_rl_loss_has_gradients_and_uses_leave_one_out() -> None:
     model = SignLLM(ModelConfig(vocab_size=tok.vocab_size, languages=["ase"], d_model=32, n_heads=2, enc_layers=1,
                                 dec_layers=2, d_ff=48))
     tokens, lang = encode_batch(tok, ["ase"], examples)
-    loss, reward = rl_loss(model, tokens, lang, [e.steps for e in examples], samples=2, policy_std=0.1)
+    loss, reward = rl_loss(model, tokens, lang, examples, samples=2, policy_std=0.1)
     loss.backward()
     assert reward < 0 and model.head.weight.grad is not None and model.head.weight.grad.abs().sum() > 0
 
@@ -213,3 +213,32 @@ enabled = true
     metrics = json.loads(result.output)
     assert metrics["n"] == 2 and set(metrics["per_language"]) == {"ase", "gsg"}
     assert metrics["dtw"] > 0 and metrics["mean_baseline"]["n"] == 2
+
+
+def test_init_starts_from_a_checkpoint_and_refits_only_the_normalisation(tmp_path, synthetic_corpus) -> None:
+    from engines.model import load_model
+
+    base = f'[data]\ncorpus = "{synthetic_corpus}"\n[model]\nd_model = 32\nn_heads = 2\nenc_layers = 1\ndec_layers = 2\n' \
+           'd_ff = 32\n[train]\nbatch_size = 4\neval_every = 2\neval_items = 2\nmax_frames = 40\n'
+    first = tmp_path / "first.toml"
+    first.write_text(base + "max_steps = 2\n")
+    runner = CliRunner()
+    assert runner.invoke(app, ["train", "--config", str(first), "--out", str(tmp_path / "a"), "--no-progress"]).exit_code == 0
+    # No training steps: the warm start must hand back the checkpoint it started from.
+    second = tmp_path / "second.toml"
+    second.write_text(base + f'max_steps = 0\ninit = "{tmp_path / "a" / "last"}"\n')
+    res = runner.invoke(app, ["train", "--config", str(second), "--out", str(tmp_path / "b"), "--no-progress"])
+    assert res.exit_code == 0, res.output
+    a, b = load_model(tmp_path / "a" / "last").state_dict(), load_model(tmp_path / "b" / "last").state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "b" / "last" / "tokenizer.model").read_bytes() == (tmp_path / "a" / "last" / "tokenizer.model").read_bytes()
+
+
+def test_reader_reward_needs_its_judge(tmp_path) -> None:
+    path = tmp_path / "rl.toml"
+    path.write_text("[rl]\nenabled = true\nreward = \"reader\"\n")
+    with pytest.raises(ConfigError, match="'rl.judge' must name the reward judge"):
+        load_train_config(path)
+    path.write_text("[rl]\nreward = \"bleu\"\n")
+    with pytest.raises(ConfigError, match="'rl.reward' must be 'dtw' or 'reader'"):
+        load_train_config(path)

@@ -18,13 +18,15 @@ import sys
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+from engines.formats.posefile import LEXICON_DEPTH
 from engines.formats.prompt2sign import Record, write_split
 from engines.langgloss import format_gloss
-from engines.lexicon import Alphabet, CannotSpell, bundled_lexicon_dir, fingerspell, load_alphabets
+from engines.lexicon import Alphabet, CannotSpell, bundled_lexicon_dir, fingerspell, load_alphabets, repaired_recording
+from engines.recording_repair import Repairs
 
 SPLITS = ("train", "dev", "test")
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
@@ -92,7 +94,8 @@ class LanguageResult:
     skipped_examples: list[str]
     missing_letters: dict[str, int]
     word_source: str
-    repaired_points: int
+    repaired_points: int  # non-finite points the readers marked missing (PoseSequence.repaired of the words)
+    recording_repairs: dict[str, int]  # over the alphabet's distinct letter recordings, by rule (engines.recording_repair)
 
 
 def build_language(alphabet: Alphabet, out: Path, words_per_lang: int, seed: int, fps: float,
@@ -123,11 +126,15 @@ def build_language(alphabet: Alphabet, out: Path, words_per_lang: int, seed: int
         kept += 1
         frames += len(seq)
         repaired += seq.repaired
+    repairs = Repairs()
+    for path in sorted({e.path for e in alphabet.letters.values() if e.recording is None}):
+        repairs = repairs + repaired_recording(path)[1]
     lang_dir = out / alphabet.signed_language
     for split in SPLITS:
         write_split(lang_dir, split, records[split], scale)
     return LanguageResult(alphabet.signed_language, alphabet.spoken_language, {s: len(records[s]) for s in SPLITS},
-                          frames, skipped, examples, dict(missing.most_common(10)), source, repaired)
+                          frames, skipped, examples, dict(missing.most_common(10)), source, repaired,
+                          asdict(repairs) | {"recordings": len({e.path for e in alphabet.letters.values()})})
 
 
 def _build_one(args: tuple) -> LanguageResult:
@@ -169,6 +176,7 @@ def build_corpus(out: str | Path, languages: list[str] | None = None, words_per_
         "skeleton": "signllm-50",
         "space": "canonical (origin neck, unit shoulder width, x viewer's right, y up, z towards viewer)",
         "skels_scale": 1.0,
+        "mediapipe_depth": asdict(LEXICON_DEPTH),  # z → pixels: (z − offset) × scale; README, pose contract
         "fps": fps,
         "seed": seed,
         "words_per_lang": words_per_lang,

@@ -45,9 +45,11 @@ def first_per_language(examples: list[Example], n: int) -> list[Example]:
 
 def evaluate_checkpoint(checkpoint: str | Path, corpus: str | Path, split: str = "test", max_frames: int = 400,
                         per_language: int = 0, threads: int = 1, cache: Path | None = None,
-                        judge: str | Path | None = None) -> dict:
+                        judge: str | Path | None = None, other_judges: tuple[str | Path, ...] = ()) -> dict:
     """Decode every sequence of a split (own frames, own counter) and score it against the reference;
-    with a `judge`, also the back-translation scores of the generated poses beside the reference's."""
+    with a `judge`, also the back-translation scores of the generated poses beside the reference's
+    (`other_judges`: the same poses read by further judges, e.g. the RL reward judge beside the
+    evaluation judge, under "backtranslation_other")."""
     torch.set_num_threads(threads)
     checkpoint, corpus = Path(checkpoint), Path(corpus)
     model = load_model(checkpoint)
@@ -62,6 +64,9 @@ def evaluate_checkpoint(checkpoint: str | Path, corpus: str | Path, split: str =
     if judge is not None:
         result["backtranslation"] = backtranslate_generated(judge, corpus, split, languages, per_language,
                                                             examples, generated)
+    if other_judges:
+        result["backtranslation_other"] = {str(j): backtranslate_generated(j, corpus, split, languages, per_language,
+                                                                           examples, generated) for j in other_judges}
     return result
 
 

@@ -14,18 +14,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from engines.formats.openpose import Keypoints2D
-from engines.formats.posefile import MediaPipeDepth, read_pose
+from engines.formats.posefile import LEXICON_DEPTH, MediaPipeDepth, read_pose
 from engines.sequence import PoseSequence
 from engines.skeleton import LIMBS, bone_lengths
 from training.lift_stages import LIMB_CHILD, LIMB_PARENT
 MIN_BONE = 0.05  # shoulder widths: shorter bones (body wrist → hand wrist) have no meaningful relative error
 
 
-# The recordings' body depth is MediaPipe's, in its own units (DATA.md). With the lexicon's default
-# scale (100) the moving right forearm comes out a median 1.45× as long as the resting left one;
-# at 40 the two forearms agree (ratio 1.00, upper arms 0.98), so the reference takes 40: a figure
-# whose arms are equal. `depth` lets a caller measure against the default as well.
-REFERENCE_DEPTH = MediaPipeDepth(body_scale=40.0)
+# The recordings' body depth is MediaPipe's, in its own units (DATA.md). The reference takes the one
+# lexicon depth (posefile.LEXICON_DEPTH, chosen by arm symmetry and MediaPipe's world landmarks:
+# README, pose contract); `depth` lets a caller measure against another.
+REFERENCE_DEPTH = LEXICON_DEPTH  # one depth definition (README, pose contract)
 # Points MediaPipe itself was unsure of are no ground truth (a body wrist at confidence 0.02 can lie
 # a shoulder width from its hand's wrist): the reference treats them as missing.
 REFERENCE_MIN_CONFIDENCE = 0.5

@@ -19,13 +19,15 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
 from engines.formats.prompt2sign import read_split
-from engines.model import STEP_VALUES, ModelConfig, SignLLM, count_parameters, save_model
-from engines.skeleton import FRAME_VALUES
+from engines.model import STEP_VALUES, ModelConfig, SignLLM, count_parameters, load_model, save_model
+from engines.sequence import PoseSequence
+from engines.skeleton import FRAME_VALUES, NUM_JOINTS
 from engines.tokenizer import Tokenizer
 from engines.typed_config import ConfigError, load_toml
 from training.dtw import dtw_mje
@@ -72,6 +74,9 @@ class TrainSection:
     eval_items: int = 100  # dev sequences decoded for the periodic dev DTW
     max_frames: int = 400  # generation cap at evaluation
     target_dev_dtw: float = 0.0  # log when dev DTW first reaches this (PLC ablation); 0: off
+    # A checkpoint folder to start from (its weights and tokenizer; [model] and augment.future are
+    # taken from it), with the per-language pose normalisation refitted to this corpus. Empty: from scratch.
+    init: str = ""
 
 
 @dataclass
@@ -92,6 +97,8 @@ class PLCSection:
 @dataclass
 class RLSection:
     enabled: bool = False
+    reward: str = "dtw"  # dtw: −DTW-MJE against the reference; reader: the reward judge's log-likelihood of the word
+    judge: str = ""  # the reward judge folder (reward = "reader"); never the evaluation judge
     weight: float = 0.1
     every: int = 4  # an RL update every N steps
     prompts: int = 4
@@ -125,6 +132,10 @@ def load_train_config(path: str | Path) -> TrainConfig:
         problems.append("'augment.future' must be at least 1")
     if cfg.rl.enabled and cfg.rl.samples < 2:
         problems.append("'rl.samples' must be at least 2 (leave-one-out baseline)")
+    if cfg.rl.reward not in ("dtw", "reader"):
+        problems.append(f"'rl.reward' must be 'dtw' or 'reader', got {cfg.rl.reward!r}")
+    if cfg.rl.enabled and cfg.rl.reward == "reader" and not cfg.rl.judge:
+        problems.append("'rl.judge' must name the reward judge folder when 'rl.reward' is 'reader'")
     for key, value in (("train.batch_size", cfg.train.batch_size), ("train.lr", cfg.train.lr),
                        ("train.threads", cfg.train.threads), ("train.eval_every", cfg.train.eval_every)):
         if value <= 0:
@@ -256,20 +267,59 @@ def regression_loss(model: SignLLM, tokens: torch.Tensor, lang: torch.Tensor, ta
     return total / count.clamp(min=1)
 
 
-def rl_loss(model: SignLLM, tokens: torch.Tensor, lang: torch.Tensor, refs: list[np.ndarray],
-            samples: int, policy_std: float) -> tuple[torch.Tensor, float]:
-    """REINFORCE with a leave-one-out baseline on the Gaussian pose policy; reward = -DTW-MJE.
+# A reward scores each rollout (T_i, 151) canonical steps of the example it was sampled for.
+Reward = Callable[[list[Example], list[np.ndarray]], np.ndarray]
 
-    Returns the loss and the mean reward of the rollouts.
+
+def dtw_reward(examples: list[Example], rollouts: list[np.ndarray]) -> np.ndarray:
+    """r = −DTW-MJE(reference, rollout)."""
+    return np.array([-dtw_mje(e.steps, r) for e, r in zip(examples, rollouts)])
+
+
+class ReaderReward:
+    """r = (1/|y|) Σ_t log p_J(y_t | y_<t, rollout): how well the reward judge J reads the rollout
+    as the example's word y (its letters and end of text). The judge is frozen."""
+
+    def __init__(self, folder: str | Path) -> None:
+        from training.backtranslate.train import load_judge
+
+        self.judge = load_judge(folder)
+        for p in self.judge.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def __call__(self, examples: list[Example], rollouts: list[np.ndarray]) -> np.ndarray:
+        from training.backtranslate.evaluate import without_collapsed_hands
+        from training.backtranslate.lm import language_marker
+
+        seqs = [without_collapsed_hands(PoseSequence(r[:, :FRAME_VALUES].reshape(-1, NUM_JOINTS, 3),
+                                                     np.ones((len(r), NUM_JOINTS), np.float32), 25.0))
+                for r in rollouts]
+        T = max(len(q) for q in seqs)
+        frames = torch.zeros(len(seqs), T, NUM_JOINTS, 3)
+        conf = torch.zeros(len(seqs), T, NUM_JOINTS)
+        for i, q in enumerate(seqs):
+            frames[i, : len(q)] = torch.from_numpy(q.frames)
+            conf[i, : len(q)] = torch.from_numpy(q.confidence)
+        lengths = torch.tensor([len(q) for q in seqs])
+        ll = self.judge.log_likelihood(frames, conf, lengths, [language_marker(e.gloss) for e in examples],
+                                       [e.text for e in examples])
+        return ll.numpy().astype(np.float64)
+
+
+def rl_loss(model: SignLLM, tokens: torch.Tensor, lang: torch.Tensor, examples: list[Example],
+            samples: int, policy_std: float, reward: Reward = dtw_reward) -> tuple[torch.Tensor, float]:
+    """REINFORCE with a leave-one-out baseline on the Gaussian pose policy (`samples` rollouts of
+    each example); `reward` scores each rollout. Returns the loss and the mean reward of the rollouts.
     """
     tok = tokens.repeat_interleave(samples, 0)
     lng = lang.repeat_interleave(samples, 0)
     was_training = model.training
     model.eval()
-    cap = int(1.5 * max(len(r) for r in refs)) + 10  # a training-time cap; inference knows no reference
+    cap = int(1.5 * max(len(e.steps) for e in examples)) + 10  # a training-time cap; inference knows no reference
     rollouts = model.generate(tok, lng, max_frames=cap, noise_std=policy_std)
     model.train(was_training)
-    rewards = np.array([-dtw_mje(refs[i // samples], r.numpy()) for i, r in enumerate(rollouts)])
+    rewards = reward([examples[i // samples] for i in range(len(rollouts))], [r.numpy() for r in rollouts])
     adv = torch.from_numpy(rloo_advantages(rewards.reshape(-1, samples)).reshape(-1)).float()
     actions, mask = pad_steps([r.numpy() for r in rollouts])
     pred = model(tok, lng, teacher_inputs(model, actions))[:, :, 0]
@@ -359,13 +409,23 @@ def train(config_path: str | Path, out: str | Path, resume: bool = True, progres
         raise ConfigError(f"{corpus}: the train split is empty")
     if resuming:
         tokenizer = Tokenizer.load(out / "last" / "tokenizer.model")
+    elif cfg.train.init:
+        tokenizer = Tokenizer.load(Path(cfg.train.init) / "tokenizer.model")
     else:
         tokenizer = Tokenizer.train((e.gloss for e in train_set), languages, model_type=cfg.model.tokenizer)
-    m = cfg.model
-    model = SignLLM(ModelConfig(vocab_size=tokenizer.vocab_size, languages=languages, d_model=m.d_model,
-                                n_heads=m.n_heads, enc_layers=m.enc_layers, dec_layers=m.dec_layers, d_ff=m.d_ff,
-                                mlsf=m.mlsf, future=cfg.augment.future, dropout=m.dropout))
+    if cfg.train.init:
+        model = load_model(cfg.train.init)  # its architecture; its weights (replaced by state.pt on resume)
+        if model.cfg.languages != languages:
+            raise ConfigError(f"train.init: {cfg.train.init} was trained on languages {model.cfg.languages}, "
+                              f"the corpus has {languages}")
+        model.train()
+    else:
+        m = cfg.model
+        model = SignLLM(ModelConfig(vocab_size=tokenizer.vocab_size, languages=languages, d_model=m.d_model,
+                                    n_heads=m.n_heads, enc_layers=m.enc_layers, dec_layers=m.dec_layers, d_ff=m.d_ff,
+                                    mlsf=m.mlsf, future=cfg.augment.future, dropout=m.dropout))
     fit_normalisation(model, train_set)
+    reward_fn: Reward = ReaderReward(cfg.rl.judge) if cfg.rl.enabled and cfg.rl.reward == "reader" else dtw_reward
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and not n.startswith("tok.")]
     other = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and not n.startswith("tok."))]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.train.weight_decay},
@@ -426,8 +486,8 @@ def train(config_path: str | Path, out: str | Path, resume: bool = True, progres
             loss = (per_example * torch.from_numpy(weights)).mean()
             if cfg.rl.enabled and step >= cfg.rl.start_step and step % cfg.rl.every == 0:
                 k = min(cfg.rl.prompts, len(batch))
-                rl, reward = rl_loss(model, tokens[:k], lang[:k], [e.steps for e in batch[:k]], cfg.rl.samples,
-                                     cfg.rl.policy_std)
+                rl, reward = rl_loss(model, tokens[:k], lang[:k], batch[:k], cfg.rl.samples, cfg.rl.policy_std,
+                                     reward_fn)
                 loss = loss + cfg.rl.weight * rl
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -53,6 +53,8 @@ def evaluate(
     backtranslate: bool = typer.Option(False, "--backtranslate", help="also let the back-translation judge read the "
                                        "generated and the reference poses (BLEU, ROUGE-L, CER; slow: use --per-language)"),
     judge: Path = typer.Option(None, "--judge", help="judge folder for --backtranslate (default: the bundled judge)"),
+    other_judge: list[Path] = typer.Option([], "--other-judge", help="a further judge to read the same generated "
+                                           "poses (repeatable), reported under backtranslation_other"),
 ) -> None:
     """DTW-MJE of real inference (own frames, own counter), overall and per language; with
     --backtranslate, the judge's scores of the generated poses beside those of the references."""
@@ -61,7 +63,8 @@ def evaluate(
 
     judge_dir = (judge or DEFAULT_JUDGE) if backtranslate or judge else None
     try:
-        result = evaluate_checkpoint(checkpoint, corpus, split, max_frames, per_language, threads, cache, judge_dir)
+        result = evaluate_checkpoint(checkpoint, corpus, split, max_frames, per_language, threads, cache, judge_dir,
+                                     tuple(other_judge))
         if baseline:
             result["mean_baseline"] = mean_baseline(corpus, split, list(result["per_language"]), cache, per_language)
     except (SignStreamError, FileNotFoundError, ValueError) as exc:

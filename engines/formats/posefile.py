@@ -46,7 +46,7 @@ class MediaPipeDepth:
     """
 
     offset: float | None = None  # None: width / 2
-    body_scale: float = 100.0
+    body_scale: float = 60.0
     hand_scale: float = 500.0
 
 

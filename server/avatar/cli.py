@@ -122,6 +122,8 @@ def _render_overlay(cfg, captions: Path, output: Path, language: str | None, ava
     typer.echo(f"{output}: {report['frames']} frames at {report['fps']:g} fps ({report['duration_s']:.2f} s), "
                f"{report['width']}×{report['height']}, alpha; {len(report['cues'])} cues: {w['sign']} words signed, "
                f"{w['fingerspelling']} fingerspelled, {w['text'] + w['nothing']} not signed; report {report_path}")
+    for skipped in report["skipped"]:  # cues of the file that could not be played; the rest were
+        typer.echo(f"skipped the cue at line {skipped['line']}: {skipped['reason']}", err=True)
 
 
 def _read_input(path: Path, fps: float, line: int, skels_scale: float):

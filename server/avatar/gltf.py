@@ -50,6 +50,8 @@ class Avatar:
     mesh: AvatarMesh
     source: str
     notes: list[str] = field(default_factory=list)  # what the loader assumed or fixed, for `avatar check`
+    # The rotation that took the file's axes to canonical ones (a page drawing the file turns it alike).
+    turn: np.ndarray = field(default_factory=lambda: np.eye(3))
 
     def report(self) -> dict:
         """What `signstream avatar check` prints."""
@@ -125,7 +127,7 @@ def load_avatar(path: str | Path, bone_map: dict[str, str] | None = None) -> Ava
         if name.endswith("Distal") and len(kids):
             tips[j] = bind[kids[0], :3, 3].copy()
     rig = Rig(names, parents, bind, humanoid, tips)
-    return Avatar(rig, mesh, str(path), notes)
+    return Avatar(rig, mesh, str(path), notes, turn)
 
 
 def _open(path: Path) -> pygltflib.GLTF2:

@@ -28,7 +28,9 @@ from aiortc.rtcdatachannel import RTCDataChannel
 
 from server.channels import Channel
 from server.config import Config
-from server.protocol import Hello, PoseFrame, ProtocolError, ServerMessage, encode, parse_client_message
+from server.protocol import (Hello, Message, PoseFrame, ProtocolError, RotationFrame, ServerMessage, encode,
+                             error_message, parse_client_message)
+from server.rotation_stream import rotation_rig
 from server.transports.websocket import check_request, refusal
 from server.video_track import RGB, Studio, ViewerTrack, parse_colour
 
@@ -39,7 +41,8 @@ log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
 CHANNEL_LABEL = "signstream"
-_HELLO_FIELDS = ("language", "format", "idle_frames", "token", "channel", "background")
+_HELLO_FIELDS = ("language", "format", "frames", "idle_frames", "token", "channel", "background")
+_FRAME_BUFFER = 16_384  # bytes a data channel may hold unsent before rotation frames are dropped (~0.5 s of JSON)
 _MIME = {"vp8": ("video/vp8",), "h264": ("video/h264",)}
 
 
@@ -88,40 +91,97 @@ def set_codec(transceiver, codec: str) -> None:
     transceiver.setCodecPreferences(chosen + [c for c in caps if c.mimeType.lower() == "video/rtx"])
 
 
+class _NoVideo(ValueError):
+    """An offer without the video section the avatar is sent on."""
+
+
 def _bad(code: str, message: str, status: int = 400) -> web.Response:
     return web.json_response({"type": "error", "code": code, "message": message}, status=status)
 
 
 class _Peer:
     """One viewer as a member of its channel: the channel's messages → the data channel, held until
-    it opens (only statuses, errors and the like travel here, so the hold stays small)."""
+    it opens. Bounded like the /ws outbox: an error whose code is already waiting is dropped, and a
+    viewer with more than limits.outbox_bytes waiting (held, or buffered in SCTP because it does
+    not read) is hung up on with slow_client."""
 
     wants_poses = False
+    wants_rotations = False  # hello.frames = "rotations": rotation frames on the data channel too
+    format = "json"  # how those frames travel (hello.format)
 
     def __init__(self, pc: RTCPeerConnection, transport: WebrtcTransport) -> None:
         self.pc = pc
         self.transport = transport
         self.channel: RTCDataChannel | None = None
         self.waiting: list[str] = []
+        self._waiting_bytes = 0
+        self._waiting_codes: set[str] = set()
         self.closed = False
+        self.admitted = False  # holds a client slot (Hub.admit)
         self.track: ViewerTrack | None = None
         self.room: Channel | None = None
 
     def put(self, msg: ServerMessage) -> None:
+        if isinstance(msg, RotationFrame):
+            return self._put_frame(msg)
+        if self.wants_rotations and isinstance(msg, Message) and msg.type == "ready":
+            msg = Message("ready", {**msg.fields, "format": self.format, **rotation_rig(self.transport.hub.cfg).ready})
         if self.closed or isinstance(msg, PoseFrame):
             return
-        text = encode(msg, "json")
-        assert isinstance(text, str)
+        metrics, limit = self.transport.hub.metrics, self.transport.hub.cfg.limits.outbox_bytes
+        code = msg.fields.get("code") if msg.type == "error" else None
+        try:
+            text = encode(msg, "json")
+            assert isinstance(text, str)
+            text.encode("utf-8")  # what the data channel will do
+        except Exception:
+            log.exception("a %s message could not be encoded; dropped", msg.type)
+            metrics.outbox_dropped.labels("unencodable").inc()
+            return
         if self.channel is not None and self.channel.readyState == "open":
+            if self.channel.bufferedAmount > limit:
+                return self._hopeless()
             self.channel.send(text)
-        else:
-            self.waiting.append(text)
+            return
+        if code is not None and code in self._waiting_codes:
+            metrics.outbox_dropped.labels("error").inc()
+            return
+        if code is not None:
+            self._waiting_codes.add(code)
+        self.waiting.append(text)
+        self._waiting_bytes += len(text)
+        if self._waiting_bytes > limit:
+            self._hopeless()
+
+    def _put_frame(self, frame: RotationFrame) -> None:
+        """A rotation frame, now or never: one that would wait behind a full buffer is stale, dropped."""
+        ch = self.channel
+        if self.closed or not self.wants_rotations or ch is None or ch.readyState != "open":
+            return
+        if ch.bufferedAmount > _FRAME_BUFFER:
+            self.transport.hub.metrics.frames_dropped.inc()
+            return
+        ch.send(frame.wire(self.format))
+
+    def _hopeless(self) -> None:
+        hub = self.transport.hub
+        hub.metrics.errors.labels("slow_client").inc()
+        hub.metrics.outbox_dropped.labels("slow_client").inc(len(self.waiting))
+        self.waiting.clear()
+        self._waiting_bytes = 0
+        if self.channel is not None and self.channel.readyState == "open":
+            with contextlib.suppress(Exception):
+                self.channel.send(encode(error_message("slow_client", "this viewer does not read its messages"),
+                                         "json"))
+        asyncio.ensure_future(self.teardown())
 
     def opened(self, channel: RTCDataChannel) -> None:
         self.channel = channel
         for text in self.waiting:
             channel.send(text)
         self.waiting.clear()
+        self._waiting_bytes = 0
+        self._waiting_codes.clear()
 
     def end(self, code: int) -> None:
         asyncio.ensure_future(self.finish())
@@ -138,12 +198,16 @@ class _Peer:
         if self.closed:
             return
         self.closed = True
+        if self.admitted:
+            self.admitted = False
+            self.transport.hub.release()
         if self.track is not None:
             self.track.stop()
         if self.room is not None:
             self.room.leave(self)
         self.transport.peers.discard(self)
-        await self.pc.close()
+        with contextlib.suppress(Exception):  # a half-negotiated peer may fail to close cleanly
+            await self.pc.close()
 
 
 class WebrtcTransport:
@@ -166,47 +230,69 @@ class WebrtcTransport:
         except ProtocolError as exc:
             hub.metrics.errors.labels(exc.code).inc()
             return refusal(exc)
-        if hub.closing:
-            return _bad("shutting_down", "the server is shutting down", 503)
-        limit = hub.cfg.limits.max_sessions
-        if len(hub.sessions) >= limit or len(self.peers) >= limit:
-            return _bad("too_many_sessions", f"the server holds {limit} sessions", 503)
+        refuse = hub.admit()  # a viewer holds a slot from here (before any await) until its teardown
+        if refuse is not None:
+            hub.metrics.errors.labels(refuse[0]).inc()
+            return _bad(refuse[0], refuse[1], 503)
+        try:
+            response, peer = await self._offer(request, authed)
+        except BaseException:
+            hub.release()
+            raise
+        if peer is None:
+            hub.release()
+        else:
+            peer.admitted = True
+        return response
+
+    async def _offer(self, request: web.Request, authed: bool) -> tuple[web.Response, _Peer | None]:
+        """The answer and its peer (None with a refusal)."""
+        hub = self.hub
         try:
             body = await request.json()
-        except (ValueError, UnicodeDecodeError):
-            return _bad("bad_json", "the offer is not valid JSON")
+        except web.HTTPRequestEntityTooLarge:
+            limit = hub.cfg.limits.max_message_bytes
+            return _bad("message_too_large", f"the offer is larger than {limit} bytes", 413), None
+        except web.HTTPException:
+            raise
+        except Exception:  # ValueError, UnicodeDecodeError, RecursionError (deep nesting)...: not our JSON
+            return _bad("bad_json", "the offer is not valid JSON"), None
         if not isinstance(body, dict):
-            return _bad("bad_json", "the offer must be a JSON object")
-        if body.get("type") != "offer" or not isinstance(body.get("sdp"), str) or not body["sdp"].strip():
-            return _bad("bad_field", 'an offer needs "type": "offer" and a non-empty "sdp" string')
-        hello_raw = json.dumps({"type": "hello", **{k: body[k] for k in _HELLO_FIELDS if k in body}})
+            return _bad("bad_json", "the offer must be a JSON object"), None
+        sdp = body.get("sdp")
+        if body.get("type") != "offer" or not isinstance(sdp, str) or not sdp.strip():
+            return _bad("bad_field", 'an offer needs "type": "offer" and a non-empty "sdp" string'), None
         try:
+            hello_raw = json.dumps({"type": "hello", **{k: body[k] for k in _HELLO_FIELDS if k in body}})
             hello = parse_client_message(hello_raw, hub.cfg.limits.max_message_bytes)
             assert isinstance(hello, Hello)
             if hello.language is not None and hello.language not in hub.engine.languages:
                 raise ProtocolError("unknown_language", f"no sign language {hello.language!r}")
             background = parse_colour(hello.background) if hello.background is not None else None
         except ProtocolError as exc:
-            return _bad(exc.code, exc.message)
-        except ValueError as exc:
-            return _bad("bad_field", f"background: {exc}")
+            return _bad(exc.code, exc.message), None
+        except ValueError:
+            return _bad("bad_field", "background: a colour is #RRGGBB"), None
+        if not sdp.isascii():  # SDP is ASCII (RFC 8866 allows UTF-8 only in free text we never read)
+            return _bad("bad_field", "sdp: not ASCII"), None
         token = hub.cfg.limits.token
         if token and not authed and (hello.token is None or not hmac.compare_digest(hello.token.encode(), token.encode())):
-            return _bad("unauthorized", "a valid token is required (token or Authorization: Bearer)", 401)
-        return await self._connect(body["sdp"], hello, background)
+            return _bad("unauthorized", "a valid token is required (token or Authorization: Bearer)", 401), None
+        return await self._connect(sdp, hello, background)
 
-    async def _connect(self, sdp: str, hello: Hello, background: RGB | None) -> web.Response:
+    async def _connect(self, sdp: str, hello: Hello, background: RGB | None) -> tuple[web.Response, _Peer | None]:
         hub, wcfg = self.hub, self.hub.cfg.webrtc
         studio = await self.studio()
         pc = RTCPeerConnection(rtc_configuration(hub.cfg))
         transceiver = pc.addTransceiver("video", direction="sendonly")
         set_codec(transceiver, wcfg.codec)
         peer = _Peer(pc, self)
+        peer.wants_rotations, peer.format = hello.frames == "rotations", hello.format
         try:
             remote = loopback_sdp(sdp) if wcfg.loopback_only else sdp
             await pc.setRemoteDescription(RTCSessionDescription(remote, "offer"))
             if transceiver.mid is None:
-                raise ValueError("the offer has no video section to receive the avatar")
+                raise _NoVideo("the offer has no video section to receive the avatar")
             # The offer is good: join the channel and send its picture (the answer names this track).
             room = peer.room = hub.channels.open(hello.channel, hello.language)
             room.join(peer)
@@ -224,12 +310,24 @@ class WebrtcTransport:
             if "a=candidate:" in remote:
                 await pc.addIceCandidate(None)
             await pc.setLocalDescription(await pc.createAnswer())
-        except Exception as exc:  # aiortc raises ValueError, OperationError, parse errors...
+        except Exception as exc:  # aiortc raises ValueError, OperationError, parse errors, AttributeError...
             await peer.teardown()
-            return _bad("bad_field", f"sdp: {type(exc).__name__}: {exc}"[:300])
+            log.info("offer refused: %s: %s", type(exc).__name__, exc)  # the reply names no internals
+            reason = str(exc) if isinstance(exc, _NoVideo) else "the offer is not an SDP offer this server can answer"
+            return _bad("bad_field", f"sdp: {reason}"), None
         self.peers.add(peer)
         self._wire(peer)
-        return web.json_response({"type": "answer", "sdp": pc.localDescription.sdp})
+        # No render before the peer connects (server/video_track.py), and an answer nobody
+        # connects to is released after connect_timeout_s (an offer without candidates would
+        # otherwise wait for ICE forever, one that has some for its 30-60 s of checks).
+        asyncio.ensure_future(self._connect_deadline(peer))
+        return web.json_response({"type": "answer", "sdp": pc.localDescription.sdp}), peer
+
+    async def _connect_deadline(self, peer: _Peer) -> None:
+        await asyncio.sleep(self.hub.cfg.webrtc.connect_timeout_s)
+        if not peer.closed and peer.pc.connectionState != "connected":
+            self.hub.metrics.errors.labels("connect_timeout").inc()
+            await peer.teardown()
 
     def _wire(self, peer: _Peer) -> None:
         pc, room = peer.pc, peer.room
@@ -242,11 +340,7 @@ class WebrtcTransport:
 
             @channel.on("message")
             def on_message(raw: str | bytes) -> None:
-                try:
-                    room.handle(peer, raw)
-                except Exception:  # a bug must not take the server down: report, go on
-                    log.exception("session %d failed on a message", room.session.id)
-                    room.session.error("internal_error", "the server failed on this message")
+                room.handle(peer, raw)  # answers this viewer alone, even when the server fails on it
 
             @channel.on("close")
             def on_close() -> None:
@@ -256,6 +350,8 @@ class WebrtcTransport:
 
         @pc.on("connectionstatechange")
         async def on_state() -> None:
+            if pc.connectionState == "connected" and peer.track is not None:
+                peer.track.connect()  # the stage renders from now on
             if pc.connectionState in ("failed", "closed"):
                 await peer.teardown()
 

@@ -130,6 +130,23 @@ class SignTranslator(nn.Module):
         """Teacher-forced cross-entropy of the texts given the poses (prompt tokens not scored),
         plus `ctc_weight` × the auxiliary CTC loss."""
         memory = self.encoder(frames, confidence, lengths)
+        logits, labels = self._teacher_forced(memory, markers, texts)
+        ce = nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100)
+        return ce + ctc_weight * self.ctc_loss(memory, texts) if ctc_weight else ce
+
+    def log_likelihood(self, frames: Tensor, confidence: Tensor, lengths: Tensor, markers: list[str],
+                       texts: list[str]) -> Tensor:
+        """(B,) mean log-probability per text token (eos included) of each text given its poses:
+        how well the judge reads the poses as that text (the RL reward of training/train.py)."""
+        logits, labels = self._teacher_forced(self.encoder(frames, confidence, lengths), markers, texts)
+        logp = logits[:, :-1].log_softmax(-1)
+        target = labels[:, 1:]
+        scored = target != -100
+        picked = logp.gather(-1, target.clamp(min=0)[..., None])[..., 0]
+        return (picked * scored).sum(1) / scored.sum(1).clamp(min=1)
+
+    def _teacher_forced(self, memory: tuple[Tensor, Tensor], markers: list[str], texts: list[str]) -> tuple[Tensor, Tensor]:
+        """LM logits over prompt + text + eos, and labels (-100 on the prompt and padding)."""
         seqs, starts = [], []
         for marker, text in zip(markers, texts):
             p = self.prompt(marker)
@@ -142,9 +159,7 @@ class SignTranslator(nn.Module):
             ids[i, : len(s)] = torch.tensor(s)
             labels[i, start: len(s)] = torch.tensor(s[start:])
         mask = (labels != -100) | (torch.arange(width)[None] < torch.tensor(starts)[:, None])
-        logits = self.lm_logits(ids, mask.long(), memory)
-        ce = nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=-100)
-        return ce + ctc_weight * self.ctc_loss(memory, texts) if ctc_weight else ce
+        return self.lm_logits(ids, mask.long(), memory), labels
 
     @torch.no_grad()
     def generate(self, frames: Tensor, confidence: Tensor, lengths: Tensor, markers: list[str]) -> list[str]:

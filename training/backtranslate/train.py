@@ -72,6 +72,9 @@ class TrainSection:
     checkpoint_every: int = 250  # steps between resumable checkpoints (state.pt)
     checkpoint_minutes: float = 5.0  # ... or wall minutes, whichever comes first
     eval_items: int = 200  # dev sequences decoded at the end
+    # A judge folder to start from (its trained weights; same LM and sizes): a judge re-fitted to a
+    # rebuilt corpus in a fraction of a fresh run's steps. Empty: from scratch.
+    init: str = ""
 
 
 @dataclass
@@ -205,6 +208,15 @@ def load_judge(folder: str | Path) -> SignTranslator:
                          f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
     model.load_state_dict(state, strict=False)
     return model.eval()
+
+
+def init_from_judge(model: SignTranslator, folder: Path) -> None:
+    """Copy a trained judge's weights into `model` (every trained tensor must fit)."""
+    source = load_judge(folder)
+    state = trainable_state(source)
+    if set(state) != set(model.trainable_names()):
+        raise ConfigError(f"train.init: {folder} does not fit this judge config (trained tensors differ)")
+    model.load_state_dict(state, strict=False)
 
 
 # --- training -------------------------------------------------------------------------------
@@ -379,7 +391,10 @@ def train(config_path: str | Path, out: str | Path, lm_override: str | Path | No
         summary |= ckpt_state["summary"]
         state |= {k: ckpt_state[k] for k in STAGE_KEYS if k in ckpt_state}
     else:
-        log({"stage": "data", "train": len(train_ex), "dev_eval": len(dev_ex), "languages": languages})
+        if cfg.train.init:
+            init_from_judge(model, Path(cfg.train.init))
+        log({"stage": "data", "train": len(train_ex), "dev_eval": len(dev_ex), "languages": languages,
+             "init": cfg.train.init})
     ckpt = Checkpointer(out, cfg.train.checkpoint_every, cfg.train.checkpoint_minutes,
                         common=lambda: {"spent": elapsed(), "summary": summary})
     if cfg.pretrain.enabled and state.get("stage", "pseudogloss") == "pseudogloss":
