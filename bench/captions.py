@@ -17,6 +17,11 @@ that never got a status.
 
     .venv/bin/python bench/captions.py                      # every file in tests/data/subtitles
     .venv/bin/python bench/captions.py --pace 160 FILE ...  # at speech pace
+    .venv/bin/python bench/captions.py --pace 160 --language sgg bench/data/news-style.de.txt
+
+A `.txt` file is one caption a line, with no times: its lines are fed back to back at `--pace` (160
+words a minute when no pace is given). `--language` signs every file in that sign language instead
+of the one its name implies (German `name.de.vtt` → `gsg`; DSGS, `sgg`, is the one with lexical signs).
 """
 
 from __future__ import annotations
@@ -50,6 +55,14 @@ _STUCK_S = 600.0  # signing still running this long after the last cue: the benc
 def language_of(path: Path) -> str:
     parts = path.name.split(".")
     return SIGN_LANGUAGE.get(parts[-2], "ase") if len(parts) > 2 else "ase"
+
+
+def read_cues(path: Path) -> list[Cue]:
+    """A caption file's cues; a `.txt` file's non-empty lines, as cues with no times of their own."""
+    if path.suffix == ".txt":
+        lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines()]
+        return [Cue(float(i), float(i), ln, line=i + 1) for i, ln in enumerate(lines) if ln]
+    return read_captions(path).cues
 
 
 def paced(cues: list[Cue], wpm: float) -> list[tuple[float, str]]:
@@ -152,8 +165,9 @@ def play(cfg: Config, timed: list[tuple[float, str]], language: str, scheduler: 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("files", nargs="*", type=Path, help=f"WebVTT/SRT files (default: every file in {DATA})")
+    ap.add_argument("files", nargs="*", type=Path, help=f"WebVTT/SRT files, or .txt (a caption a line; default: every file in {DATA})")
     ap.add_argument("--pace", type=float, default=0.0, help="feed cues back to back at this many words a minute")
+    ap.add_argument("--language", default=None, help="sign every file in this sign language (e.g. sgg)")
     ap.add_argument("--config", type=Path, default=None)
     args = ap.parse_args()
     files = args.files or sorted(p for p in DATA.iterdir() if p.suffix in (".vtt", ".srt"))
@@ -161,9 +175,10 @@ def main() -> None:
     scheduler = open_scheduler(cfg.engine, float(cfg.video.fps))
     results = {}
     for path in files:
-        cues = read_captions(path).cues
-        timed = paced(cues, args.pace) if args.pace else sorted(((c.start, c.text) for c in cues), key=lambda x: x[0])
-        results[path.name] = play(cfg, timed, language_of(path), scheduler)
+        cues = read_cues(path)
+        pace = args.pace or (160.0 if path.suffix == ".txt" else 0.0)  # a text file has no times of its own
+        timed = paced(cues, pace) if pace else sorted(((c.start, c.text) for c in cues), key=lambda x: x[0])
+        results[path.name] = play(cfg, timed, args.language or language_of(path), scheduler)
     total: Counter[str] = Counter()
     for r in results.values():
         total.update({k: r[k] for k in ("words", "signed", "fingerspelled", "shown_as_text", "cancelled", "failed",

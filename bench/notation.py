@@ -118,6 +118,7 @@ def parse_and_agree(rows: list[dict]) -> dict:
     blocked: Counter[str] = Counter()
     errors: Counter[str] = Counter()
     times: list[float] = []
+    cpu: list[float] = []
     ok = parsed = 0
     hands_agree = hands_n = shape_agree = shape_n = 0
     two_fsw = two_syn = 0
@@ -132,9 +133,10 @@ def parse_and_agree(rows: list[dict]) -> dict:
             for sym in sorted({u.symbol for u in sign.unsupported}):
                 blocked[sym] += 1
             continue
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.thread_time()
         seq = synthesize(sign, FPS, LETTERS)
         times.append((time.perf_counter() - t) * 1000)
+        cpu.append((time.thread_time() - c) * 1000)  # CPU time: the wall clock counts other tenants' load
         ok += 1
         hands = fsw_hands(e.get("signwriting") or "")
         if not hands:
@@ -154,7 +156,9 @@ def parse_and_agree(rows: list[dict]) -> dict:
                   "share": round(ok / len(rows), 4), "goal": 0.95, "syntax_errors": dict(errors),
                   "unsupported_symbols_by_entries": dict(blocked.most_common())},
         "synthesis_ms_cold": {"n": len(times), "median": round(statistics.median(times), 2),
-                              "p95": round(float(np.percentile(times, 95)), 2), "goal": 2.0},
+                              "p95": round(float(np.percentile(times, 95)), 2),
+                              "cpu_median": round(statistics.median(cpu), 2),
+                              "cpu_p95": round(float(np.percentile(cpu, 95)), 2), "goal": 2.0},
         "agreement_with_fsw": {"entries": hands_n, "hands_used": round(hands_agree / hands_n, 4),
                                "hands_goal": 0.9, "two_handed_fsw": two_fsw, "two_handed_synthesized": two_syn,
                                "dominant_handshape_class": round(shape_agree / shape_n, 4), "class_goal": 0.7},
@@ -245,7 +249,7 @@ async def live_latency(n: int) -> dict:
             "goal_p50_ms": 30, "note": "two random lexicon words a caption: most signs synthesized on first use"}
 
 
-STILL_SIGNS = ("HEUTE", "REGEN", "HAUS", "ZEIT", "FAMILIE", "MORGEN")  # AUTO: not rendered (docs/notation.md)
+STILL_SIGNS = ("HEUTE", "REGEN", "HAUS", "SCHWEIZ", "FAMILIE", "MORGEN")  # ZEIT, AUTO: see the README
 
 
 def stills(folder: Path) -> None:

@@ -102,8 +102,8 @@ class _LightViewer(asyncio.Protocol):
             if opcode == 2:
                 self.frames += 1
                 self.index = int.from_bytes(buf[i + h + 12:i + h + 16], "little")
-            elif opcode == 1:
-                self.ready = True
+            elif opcode == 1 and b'"type":"ready"' in buf[i + h:i + h + n]:
+                self.ready = True  # greeted (a refusal is an error instead)
             elif opcode == 9:  # ping: answer, or the server's heartbeat closes us
                 self._send(10, bytes(buf[i + h:i + h + n]))
             i += h + n
@@ -233,7 +233,13 @@ async def viewers(url: str, pid: int, counts: list[int], seconds: float, workers
                     # CPU the viewers add, per viewer: ms of server CPU per second of watching
                     "server_cpu_ms_per_viewer_s": round(((cpu1 - cpu0) / dt - base) / n * 1000, 3)})
         print(json.dumps(out[-1]), file=sys.stderr)
-        await asyncio.sleep(3.0)  # the closed viewers leave
+        for _ in range(300):  # the closed viewers leave (their slots come back) before the next step
+            async with aiohttp.ClientSession() as http, http.get(url + "/metrics") as r:
+                clients = [ln for ln in (await r.text()).splitlines() if ln.startswith("signstream_clients ")]
+            if not clients or float(clients[0].split()[1]) <= 1:
+                break
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(2.0)
     stop.set()
     await talker
     return out
@@ -276,7 +282,7 @@ async def page(url: str, captions: int, screenshot: str | None) -> dict:
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         try:
-            pg = await browser.new_page(viewport={"width": 1100, "height": 720})
+            pg = await browser.new_page(viewport={"width": 1100, "height": 800})
             await pg.add_init_script(_MARK)
             await pg.goto(url + "/")
             await pg.wait_for_function(f"{_VIEW} && {_VIEW}.draws > 0", timeout=30000)

@@ -50,7 +50,7 @@ class Segment:
     path: Path
     kind: Kind
     gloss: str = ""
-    reason: str = ""  # why it is shown as text
+    reason: str = ""  # why it is shown as text (or why a path in front fell back, e.g. a sign not rendered)
     frames: int = 0
 
 
@@ -144,6 +144,7 @@ class Scheduler:
                 segments.append(Segment(word, "text", "text", reason=f"longer than {MAX_WORD_CHARS} characters"))
                 continue
             reason = f"no backend signs {language}"
+            fallback = ""  # a refusal marked `reported` (a lexical sign not rendered): the signing segment keeps it
             for backend in self.backends:
                 if language not in backend.languages or backend.name in self.disabled:
                     continue
@@ -152,8 +153,10 @@ class Scheduler:
                     if got[1] == "text":  # a word the path leaves unsigned on purpose (an article): got[0] says why
                         segments.append(Segment(word, "text", "text", reason=got[0]))
                     else:
-                        segments.append(Segment(word, backend.name, got[1], got[0]))
+                        segments.append(Segment(word, backend.name, got[1], got[0], reason=fallback))
                     break
+                if getattr(got, "reported", False) and not fallback:
+                    fallback = str(got)
                 # One reason per word: the last path tried (the fallback of last resort) says why
                 # the word is shown as text; earlier paths' refusals mostly repeat it.
                 reason = got
@@ -164,19 +167,38 @@ class Scheduler:
             del self._plans[next(iter(self._plans))]  # the oldest
         return segments
 
-    def submit(self, unit_id: str, text: str, language: str) -> list[Segment]:
-        """Plan a unit and make it live; its frames come from the following ticks."""
+    def submit(self, unit_id: str, text: str, language: str, plan: list[Segment] | None = None) -> list[Segment]:
+        """Plan a unit and make it live; its frames come from the following ticks. `plan`: the
+        unit's plan from `plan`, perhaps with words switched to text since (a session's backlog
+        policy gives up fingerspelling): those words stay text, with their reason; the others are
+        signed as planned now."""
         if unit_id in self._units:
             raise ValueError(f"unit {unit_id!r} is already live")
         if language not in self.languages:
             raise ValueError(f"unknown sign language {language!r}")
-        unit = _Unit(unit_id, language, self.plan(text, language))
+        segments = self.plan(text, language)
+        if plan is not None:
+            if [s.word for s in plan] != [s.word for s in segments]:
+                raise ValueError(f"the plan given for unit {unit_id!r} does not hold its words")
+            segments = [Segment(p.word, "text", "text", reason=p.reason) if p.kind == "text" else s
+                        for s, p in zip(segments, plan)]
+        unit = _Unit(unit_id, language, segments)
         self._units[unit_id] = unit
         self._advance(unit)
         if unit.failed is not None:  # reported by the next take_failed
             del self._units[unit_id]
             self._failed.append((unit_id, unit.failed))
         return unit.segments
+
+    def as_text(self, unit_id: str, index: int, reason: str) -> bool:
+        """Show a live unit's word as text instead of signing it (a session's backlog policy), if its
+        generation has not begun; False when it has, or the unit is not live."""
+        unit = self._units.get(unit_id)
+        if unit is None or not unit.current < index < len(unit.segments):
+            return False
+        seg = unit.segments[index]
+        seg.path, seg.kind, seg.gloss, seg.reason = "text", "text", "", reason
+        return True
 
     def cancel(self, unit_id: str) -> bool:
         """Stop a unit at once (caption corrected, session closed). False if it was not live."""
@@ -238,6 +260,9 @@ class Scheduler:
                 got = b.plan(seg.word, unit.language)
             except Exception:
                 continue
+            if isinstance(got, tuple) and got[1] == "text":  # that path leaves the word unsigned, on purpose
+                seg.path, seg.kind, seg.reason = "text", "text", got[0]
+                return self._advance(unit)
             if isinstance(got, tuple):
                 seg.path, seg.gloss, seg.kind = b.name, got[0], got[1]
                 return self._begin(unit)

@@ -60,6 +60,8 @@ def fold(text: str) -> str:
     marks are dropped from Greek letters; every other script keeps its diacritics (Ä, Č, Ñ are
     letters of their own manual alphabets, and a missing one is reported, never guessed).
     """
+    if text.isascii():  # the common case, with nothing to normalise (a hot path of planning)
+        return text.lower()
     out = []
     for ch in unicodedata.normalize("NFD", text.lower()):
         if ch in _GREEK_MARKS and out and _is_greek(out[-1]):

@@ -5,10 +5,11 @@ or a file named in config.toml `[engine] notation`), a word is looked up by the 
 rules (engines/german_glosses.py) for DSGS (`sgg`), by its folded form for any other language.
 A word whose every sign is renderable is planned as `sign`; an article or the copula as `text`
 (the scheduler shows it, with the rule as the reason, and makes no frames); anything else is
-refused with the reason, so the next
-path (SignLLM, letter recordings) fingerspells it. A sign with a symbol the synthesizer does not
-render is never used. Frames come from a per-sign cache; consecutive signs of one unit are
-joined with a transition from where the last one ended.
+refused with the reason, so the next path (SignLLM, letter recordings) fingerspells it. A sign
+with a symbol the synthesizer does not render is never used: its refusal is a `Fallback`, which
+the scheduler keeps as the reason of the segment that signs the word instead. Frames come from a per-sign cache; the signs of one word (a compound) are
+joined by a transition. Words join as on every path: the backend keeps no state between
+generations, so no pose of one unit can leak into another.
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-
-import numpy as np
 
 from engines.engine import Kind, StepOutput
 from engines.german_glosses import dropped, glosses
@@ -29,7 +28,14 @@ from engines.sequence import PoseSequence, concatenate
 from engines.tokenizer import language_marker
 
 GERMAN_RULES = frozenset({"sgg", "gsg"})  # sign languages captioned in German: the German gloss rules
-SIGN_TRANSITION_S = 0.20  # between two signs of one word (a compound) or of consecutive words
+SIGN_TRANSITION_S = 0.20  # between two signs of one word (a compound)
+
+
+class Fallback(str):
+    """A refusal worth telling the viewer even when a later path signs the word: the lexicon has
+    a sign for it, but one we do not render (the scheduler reads `reported`)."""
+
+    reported = True
 
 
 @dataclass
@@ -52,7 +58,6 @@ class NotationBackend:
         self._words = {lang: lex.by_word() for lang, lex in lexicons.items()}
         self.languages = frozenset(lexicons)
         self._live: dict[int, _Generation] = {}
-        self._handoff: tuple[np.ndarray, np.ndarray] | None = None  # last frame of a sign that just ended
 
     # --- planning ---------------------------------------------------------------------------------
 
@@ -75,17 +80,16 @@ class NotationBackend:
             if unrenderable:
                 first = unrenderable[0]
                 symbols = ", ".join(sorted({u.symbol for u in first.sign.unsupported}))
-                return f"the {language} sign {first.gloss} uses what the synthesizer does not render ({symbols})"
+                return Fallback(f"the {language} sign {first.gloss} is not rendered: it uses {symbols} "
+                                "(notation_unsupported)")
             return f"no {language} sign for {word!r} in the notation lexicon"
         return [e for e in (self.entry(k, language) for k in keys) if e is not None]
 
     def plan(self, word: str, language: str) -> tuple[str, Kind] | str:
         got = self.signs_for(word, language)
         if isinstance(got, str):
-            self._handoff = None
             return got
         marker = language_marker(language)
-        self._handoff = None  # planning starts a unit: no sign of it has ended yet
         if not got:  # the scheduler shows it as text with this reason, and makes no frames
             return f"not signed in {language}: {dropped(word)} (German gloss rules, docs/notation.md)", "text"
         return f"{marker} " + " ".join(e.gloss for e in got), "sign"
@@ -104,17 +108,9 @@ class NotationBackend:
         return _synthesized(entry.hamnosys, self.fps, self.letters)
 
     def begin(self, key: int, word: str, language: str) -> None:
-        seq = self.sequence(word, language)
-        if self._handoff is not None and len(seq) > 1:
-            # The scheduler begins a unit's next word right after ending the last: join them.
-            start = PoseSequence(self._handoff[0][None], self._handoff[1][None], self.fps)
-            joined = concatenate([start, seq], self.fps, transition=SIGN_TRANSITION_S)
-            seq = joined.slice(1, len(joined))
-        self._handoff = None
-        self._live[key] = _Generation(seq)
+        self._live[key] = _Generation(self.sequence(word, language))
 
     def step(self, keys: list[int]) -> dict[int, StepOutput]:
-        self._handoff = None
         out = {}
         for key in keys:
             gen = self._live[key]
@@ -125,9 +121,7 @@ class NotationBackend:
         return out
 
     def end(self, key: int) -> None:
-        gen = self._live.pop(key, None)
-        if gen is not None and gen.cursor >= len(gen.sequence):
-            self._handoff = (gen.sequence.frames[-1], gen.sequence.confidence[-1])
+        self._live.pop(key, None)
 
     @property
     def live(self) -> int:

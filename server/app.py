@@ -43,6 +43,7 @@ class Hub:
         self.outboxes: dict[int, _Outbox] = {}
         self.closing = False
         self.clients = 0  # admitted client connections: /ws sockets and WebRTC viewers
+        self.turn = asyncio.Lock()  # client messages are handled one a loop turn (transports/websocket.py)
         self._next_id = 0
         self._trim = Trimmer()
         self.channels = Channels(self)  # WebRTC viewers and named channels

@@ -42,12 +42,17 @@ class EngineLoop:
     def languages(self) -> frozenset[str]:
         return self.scheduler.languages
 
-    def submit(self, owner: Owner, unit: int, text: str, language: str) -> list[Segment]:
+    def submit(self, owner: Owner, unit: int, text: str, language: str, plan: list[Segment] | None = None) -> list[Segment]:
+        """Make a unit live; `plan`: its plan as the session holds it (words it switched to text stay text)."""
         key = f"{owner.id}:{unit}"
-        segments = self.scheduler.submit(key, text, language)
+        segments = self.scheduler.submit(key, text, language, plan)
         self._owners[key] = (owner, unit)
         self._wake.set()
         return segments
+
+    def as_text(self, owner: Owner, unit: int, index: int, reason: str) -> bool:
+        """Show a word of a live unit as text instead, if its generation has not begun."""
+        return self.scheduler.as_text(f"{owner.id}:{unit}", index, reason)
 
     def cancel(self, owner: Owner, unit: int) -> bool:
         key = f"{owner.id}:{unit}"

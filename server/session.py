@@ -15,8 +15,11 @@ closed connection are counted as cancelled in metrics.
 Backlog policy (`_backlog_policy`): the signing waiting is estimated in seconds (buffered frames,
 then `live.word_seconds` a sign and `live.letter_seconds` a fingerspelled letter); above
 `live.speedup_after_s` playback speeds up, up to `live.max_speedup`; only when the newest unit would
-still start later than `live.text_after_s` at that speed are units shown as text, the oldest waiting
-ones first (the segmenter keeps units short, so that is the oldest few words, not a new sentence).
+still start later than `live.text_after_s` at that speed is signing given up, the oldest words
+first: fingerspelled words not begun yet are shown as text before any sign is (a unit keeps its
+signs), and only then whole waiting units (the segmenter keeps units short, so that is the oldest
+few words, not a new sentence). A unit's segments may so change to text after its `unit` message;
+its status carries them as they ended.
 """
 
 from __future__ import annotations
@@ -262,7 +265,8 @@ class Session:
         while self._live is None and self.pending:
             unit = self.pending.popleft()
             try:
-                unit.segments = self.engine.submit(self, unit.id, unit.text, unit.language)
+                # Its plan as the session holds it: words the backlog policy switched to text stay text.
+                unit.segments = self.engine.submit(self, unit.id, unit.text, unit.language, unit.segments)
             except Exception:
                 log.exception("session %d: the engine failed to start unit %d", self.id, unit.id)
                 unit.state = "done"
@@ -363,17 +367,51 @@ class Session:
 
     def _backlog_policy(self) -> None:
         """Speed up first. While the newest unit would still start later than `text_after_s` from now
-        at the fastest playback, show the oldest waiting unit as text: the oldest words go, the
-        signing catches up with the captions, and a new sentence is not dropped for an old one."""
+        at the fastest playback, give up signing, the costliest first:
+        1. fingerspelled words not begun yet, oldest first (the unit playing, then the units waiting
+           before the newest), are shown as text: a spelled word takes seconds, a sign about one. A
+           unit keeps its signs; a waiting one left with nothing to sign is reported at once;
+        2. only if that is not enough, the oldest waiting unit is shown as text whole, signs included.
+        The oldest words go, the signing catches up with the captions, and a new sentence is not
+        dropped for an old one. Every word switched says so in its segment (the unit's status carries
+        the segments as they ended)."""
         live = self.cfg.live
         backlog = self.backlog_s()
-        while self.pending:
-            wait = backlog - sum(self._estimate_s(s) for s in self.pending[-1].segments)  # before the newest starts
-            if wait / live.max_speedup <= live.text_after_s:
-                break
+
+        def behind() -> bool:  # the newest unit would start too late, even at the fastest playback
+            wait = backlog - sum(self._estimate_s(s) for s in self.pending[-1].segments)
+            return wait / live.max_speedup > live.text_after_s
+
+        if self.pending and behind():
+            reason = f"backlog: {backlog:.1f} s of signing waiting"
+            # Spelling less of the newest unit would not bring it nearer.
+            for unit in ([self._live] if self._live is not None else []) + list(self.pending)[:-1]:
+                switched = False
+                for i, seg in enumerate(unit.segments):
+                    if seg.kind != "fingerspelling" or seg.frames or not behind():
+                        continue
+                    saved, why = self._estimate_s(seg), f"{reason}; {seg.reason}" if seg.reason else reason
+                    if unit is self._live and not self.engine.as_text(self, unit.id, i, why):
+                        continue  # its generation has begun
+                    seg.path, seg.kind, seg.gloss, seg.reason = "text", "text", "", why
+                    backlog -= saved
+                    switched = True
+                if switched and unit is not self._live and all(s.kind == "text" for s in unit.segments):
+                    self.pending.remove(unit)
+                    unit.state = "done"
+                    self._report(unit, "shown_as_text", reason, now=True)
+                if not behind():
+                    break
+            backlog = self.backlog_s()
+        while self.pending and behind():
             unit = self.pending.popleft()
             unit.state = "done"
-            self._report(unit, "shown_as_text", f"backlog: {backlog:.1f} s of signing waiting", now=True)
+            reason = f"backlog: {backlog:.1f} s of signing waiting"
+            for seg in unit.segments:
+                if seg.kind != "text":
+                    seg.reason = f"{reason}; {seg.reason}" if seg.reason else reason
+                    seg.path, seg.kind, seg.gloss = "text", "text", ""
+            self._report(unit, "shown_as_text", reason, now=True)
             backlog = self.backlog_s()
         self.timeline.speed = min(live.max_speedup, max(1.0, backlog / live.speedup_after_s))
 

@@ -73,7 +73,7 @@ def test_two_hands_with_own_postures_and_hand_contact():
     assert part.symmetry == "" and part.two_handed
     assert part.dominant.ext == ("l",) and part.nondominant.ext == ("r",)
     assert part.location.hand == HandSite("thumbside") and part.location.other_hand == HandSite("pinkyside")
-    assert part.location.contact == "touch"
+    assert part.location.hands_contact == "touch"  # the contact after the hand parts: between the hands
 
 
 def test_handshape_modifiers_bending_single_fingers_and_added_fingers():
@@ -89,7 +89,13 @@ def test_handshape_modifiers_bending_single_fingers_and_added_fingers():
 
 def test_two_directions_in_a_row_and_between_sites():
     haus = read_hamnosys(ham("HAUS")).parts[0]
-    assert haus.dominant.ext == ("uo", "ol") and haus.location.contact == "touch"
+    assert haus.dominant.ext == ("uo", "ol")
+    # A contact before the site of a two-handed sign is between the hands (the roof's fingertips),
+    # one after the site is with the body.
+    assert haus.location.hands_contact == "touch" and haus.location.contact == ""
+    ausdruck = read_hamnosys(ham("AUSDRUCK")).parts[0]  # symmlr … touch chest close
+    assert (ausdruck.location.hands_contact, ausdruck.location.site, ausdruck.location.contact) == (
+        "touch", "chest", "close")
     so = read_hamnosys(ham("SO_B")).parts[0]
     assert so.location.site == "head" and so.location.between.site == "shouldertop"
 

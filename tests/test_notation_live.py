@@ -1,6 +1,6 @@
 """The live server signs German captions in DSGS (`sgg`) with notation signs: lexicon words as
-synthesized signs (path `notation`, kind `sign`), an unknown word fingerspelled, articles not
-signed, and a status for every unit."""
+synthesized signs (path `notation`, kind `sign`), an unknown word fingerspelled, a lexicon sign we
+do not render fingerspelled with the reason, articles not signed, and a status for every unit."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def test_german_caption_in_sgg_signs_notation_signs_and_fingerspells_the_rest():
             client = await LiveClient.connect(http, url, language="sgg")
             assert "sgg" in client.ready["languages"]
             await client.caption("c1", "Heute Regen im Haus.")
-            await client.caption("c2", "Die Familie von Xaver.")
+            await client.caption("c2", "Die Familie von Xaver, Auto.")
             units: dict[int, dict] = {}
             statuses: dict[int, dict] = {}
             frames: list[PoseFrame] = []
@@ -41,6 +41,9 @@ def test_german_caption_in_sgg_signs_notation_signs_and_fingerspells_the_rest():
         assert segments[word]["path"] == "notation" and segments[word]["kind"] == "sign", segments[word]
         assert segments[word]["gloss"] == gloss
     assert segments["Xaver"]["kind"] == "fingerspelling" and segments["Xaver"]["path"] != "notation"
+    # AUTO is in the lexicon but not rendered: spelled instead, and the segment says why.
+    assert segments["Auto"]["kind"] == "fingerspelling"
+    assert "AUTO is not rendered" in segments["Auto"]["reason"] and "hamlargemod" in segments["Auto"]["reason"]
     assert segments["Die"]["path"] == "text" and "article" in segments["Die"]["reason"]  # not signed in DSGS
     assert {s["status"] for s in statuses.values()} == {"signed"}
     signed = [f for f in frames if f.kind == "sign"]

@@ -124,3 +124,11 @@ def test_german_gloss_rules():
     assert glosses("Regenhaus", known, lemmas) == ["regen", "haus"]
     assert glosses("Familienhäuser", known, lemmas) == ["familie", "haus"]  # linking -n-, lemma of the tail
     assert glosses("Xaver", known, lemmas) is None
+
+
+def test_hands_that_touch_each_other_meet_at_the_midline():
+    f = frames("HAUS")  # symmlr flathand … touch shoulders: the roof's fingertips touch
+    right, left = f[1, RIGHT_HAND_SLICE], f[1, LEFT_HAND_SLICE]
+    gap = np.min(np.linalg.norm(right[:, None] - left[None], axis=-1))
+    assert gap < 0.03
+    assert abs(right[np.argmax(right[:, 0]), 0]) < 0.03  # the right hand reaches the midline, not past it

@@ -77,9 +77,21 @@ def test_ws_rotation_frames(fmt):
     run(main())
 
 
-def test_one_retarget_per_channel_for_every_client():
+def test_one_retarget_per_channel_for_every_client(monkeypatch):
     """Three /ws clients draw channel "hall", a fourth reads its poses: one RotationStream, whose
-    frames all three get (the same bytes), and the pose client gets poses."""
+    frames all three get (the same bytes), and the pose client gets poses. Every retargeter of the
+    process is counted: the channel's frames are retargeted once each, not once per client."""
+    from server.avatar.retarget import Retargeter
+
+    pushes = [0]
+    push = Retargeter.push
+
+    def counted(self, points, confidence):
+        pushes[0] += 1
+        return push(self, points, confidence)
+
+    monkeypatch.setattr(Retargeter, "push", counted)
+
     async def main():
         async with live_server() as (url, server), aiohttp.ClientSession() as http:
             drawers = [await http.ws_connect(url + "/ws") for _ in range(3)]
@@ -92,19 +104,20 @@ def test_one_retarget_per_channel_for_every_client():
                 channel = server.app[HUB].channels.named["hall"]
                 stream = channel.rotations
                 assert stream is not None
-                solved0 = stream.solved
+                registry = server.app[HUB].metrics.registry
+                made0, solved0, pushed0 = registry.get_sample_value("signstream_frames_sent_total"), stream.solved, pushes[0]
                 await drawers[0].send_str(json.dumps({"type": "caption", "id": "c", "text": "Hi, Bob!", "final": True}))
                 got = [await _frames(ws, 8) for ws in drawers]
-                solved = stream.solved - solved0
+                made = registry.get_sample_value("signstream_frames_sent_total") - made0  # the channel's frames
+                solved, pushed = stream.solved - solved0, pushes[0] - pushed0
                 pose_frames, _ = await _frames(poses, 8)
                 assert all(isinstance(f, PoseFrame) for f in pose_frames)
                 by_index = [{f.frame: f.rotations.tobytes() for f in frames} for frames, _ in got]
                 common = set(by_index[0]) & set(by_index[1]) & set(by_index[2])
                 assert len(common) > 5 and all(by_index[0][i] == by_index[1][i] == by_index[2][i] for i in common)
                 assert channel.rotations is stream  # still the one retargeter
-                # It solved each frame of the channel once, not once per client.
-                seen = [f.frame for frames, _ in got for f in frames]
-                assert 0 < solved <= max(seen) - min(seen) + 3
+                # It solved each frame of the channel once, not once per client (3 here).
+                assert 0 < solved <= made + 1 and pushed == solved, (solved, pushed, made)
             finally:
                 for ws in [*drawers, poses]:
                     await ws.close()

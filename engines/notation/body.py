@@ -102,13 +102,13 @@ class Body:
         s = self.shoulder(sign)
         a, b = self.upper, self.fore
         d_vec = wrists - s
-        d = np.linalg.norm(d_vec, axis=1, keepdims=True)
+        d = np.sqrt((d_vec * d_vec).sum(axis=1))[:, None]
         d_c = np.clip(d, abs(a - b) + 1e-3, a + b - 1e-3)
         u = d_vec / np.maximum(d, 1e-9)
         reached = s + u * d_c
         hint = np.array([sign * 0.5, -1.0, -0.35])
         v = hint - (u @ hint)[:, None] * u
-        v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-9)
+        v /= np.maximum(np.sqrt((v * v).sum(axis=1)), 1e-9)[:, None]
         cos_a = (a * a + d_c * d_c - b * b) / (2 * a * d_c)
         elbows = s + a * (cos_a * u + np.sqrt(np.maximum(0.0, 1 - cos_a * cos_a)) * v)
         return elbows, reached

@@ -14,7 +14,7 @@ import numpy as np
 
 from engines.notation.description import Location, Motion, Posture
 from engines.notation.handshapes import CHAINS
-from engines.notation.hands import Context, HandState, _Memo, _mix, _smooth, _unit, _with
+from engines.notation.hands import Context, HandState, _Memo, _mix, _smooth, _toward, _unit, _with
 from engines.notation.orientation import MIRROR, cross, direction, rotate
 
 # Seconds (in the spirit of JASigning's defaults: a straight movement ≈ 0.25 s, a circle ≈ 0.45 s;
@@ -72,29 +72,39 @@ class Path_(_Memo):
 
     def at(self, s: HandState, u: float, ctx: Context) -> HandState:
         w = u * (2 - u) if self.halt else _smooth(u)  # halt: ends abruptly, no slowing down
+        d, side, across = self.memo(s, lambda: self._plan(s, ctx))
+        pos = s.pos + d * w
+        if side is not None:
+            pos = pos + side * math.sin(math.pi * w)
+        if across is not None:
+            phase = WAVE_CYCLES * w
+            wave = math.sin(2 * math.pi * phase) if self.wave == "wavy" else 2 / math.pi * math.asin(math.sin(2 * math.pi * phase))
+            pos = pos + across * wave
+        if self.ellipse:  # flatten the path's deviation from the straight line, as for a circle
+            line = s.pos + d * w
+            pos = line + (pos - line) * _ELLIPSE[self.ellipse]
+        return HandState(pos, s.shape, s.f, s.p, s.sign)
+
+    def _plan(self, s: HandState, ctx: Context) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """What does not change along the path from `s`: the displacement, the arc's bulge and the
+        wave's sideways swing at their largest (computed once, not per frame)."""
         if self.goal is not None:
-            end = self.memo(s, lambda: ctx.place(s, self.goal).pos)
+            end = ctx.place(s, self.goal).pos
             if self.vector is not None and _length(end - s.pos) < 1e-3:
                 end = s.pos + self.vector
         else:
             assert self.vector is not None
             end = s.pos + self.vector
         d = end - s.pos
-        pos = s.pos + d * w
         length = _length(d)
+        side = across = None
         if self.arc and length > 1e-6:
-            side = np.array(direction((self.arc,)))
-            side = side - side.dot(d) / length**2 * d
-            pos = pos + _unit(side) * ARC_BULGE * length * np.sin(np.pi * w)
+            bend = np.array(direction((self.arc,)))
+            bend = bend - bend.dot(d) / length**2 * d
+            side = _unit(bend) * (ARC_BULGE * length)
         if self.wave and length > 1e-6:
-            across = cross(_unit(d), s.p)
-            phase = WAVE_CYCLES * w
-            wave = np.sin(2 * np.pi * phase) if self.wave == "wavy" else 2 / np.pi * np.arcsin(np.sin(2 * np.pi * phase))
-            pos = pos + _unit(across) * WAVE_AMPLITUDE * wave
-        if self.ellipse:  # flatten the path's deviation from the straight line, as for a circle
-            line = s.pos + d * w
-            pos = line + (pos - line) * _ELLIPSE[self.ellipse]
-        return _with(s, pos=pos)
+            across = _unit(cross(_unit(d), s.p)) * WAVE_AMPLITUDE
+        return d, side, across
 
 
 @dataclass
@@ -108,11 +118,11 @@ class Circle:
         a = _unit(self.axis)
         up = np.array([0.0, 1.0, 0.0]) if abs(a[1]) < 0.9 else np.array([0.0, 0.0, 1.0])
         u0 = _unit(up - up.dot(a) * a)
-        t = 2 * np.pi * _smooth(u)
-        off = self.radius * ((np.cos(t) - 1) * u0 + np.sin(t) * cross(a, u0))
+        t = 2 * math.pi * _smooth(u)
+        off = u0 * (self.radius * (math.cos(t) - 1)) + cross(a, u0) * (self.radius * math.sin(t))
         if self.ellipse:
             off = off * _ELLIPSE[self.ellipse]
-        return _with(s, pos=s.pos + off)
+        return HandState(s.pos + off, s.shape, s.f, s.p, s.sign)
 
 
 @dataclass
@@ -121,10 +131,11 @@ class Oscillate:
     kind: str  # nod | swing | twist | stir | fingerplay
 
     def at(self, s: HandState, u: float, ctx: Context) -> HandState:
-        wave = np.sin(2 * np.pi * u)
+        wave = math.sin(2 * math.pi * u)
         if self.kind == "stir":  # a small horizontal circle, orientation kept
-            t = 2 * np.pi * _smooth(u)
-            return _with(s, pos=s.pos + 0.05 * np.array([np.cos(t) - 1, 0.0, np.sin(t)]))
+            t = 2 * math.pi * _smooth(u)
+            return HandState(s.pos + np.array([0.05 * (math.cos(t) - 1), 0.0, 0.05 * math.sin(t)]), s.shape, s.f, s.p,
+                             s.sign)
         if self.kind == "fingerplay":  # fingers flex in turn
             shape = s.shape.copy()
             for k, finger in enumerate(("index", "middle", "ring", "little")):
@@ -138,7 +149,7 @@ class Oscillate:
         degrees = OSCILLATION_DEG[self.kind] * wave
         axis = {"nod": cross(s.f, s.p), "swing": s.p, "twist": s.f}[self.kind]
         axis = _unit(axis)
-        return _with(s, f=rotate(s.f, axis, degrees), p=rotate(s.p, axis, degrees))
+        return HandState(s.pos, s.shape, rotate(s.f, axis, degrees), rotate(s.p, axis, degrees), s.sign)
 
 
 @dataclass(eq=False)
@@ -149,10 +160,7 @@ class Replace(_Memo):
 
     def at(self, s: HandState, u: float, ctx: Context) -> HandState:
         end = self.memo(s, lambda: ctx.posture(s, self.posture, self.mirrored))
-        w = _smooth(u)
-        f = _unit(_mix(s.f, end.f, w) + 1e-6 * end.p)
-        p = _unit(_mix(s.p, end.p, w))
-        return _with(s, shape=_mix(s.shape, end.shape, w), f=f, p=p)
+        return _toward(s, end, _smooth(u), s.pos)
 
 
 @dataclass(eq=False)
@@ -191,16 +199,20 @@ class Par:
         self.duration = max((c.duration for c in self.children), default=0.0)
 
     def at(self, s: HandState, u: float, ctx: Context) -> HandState:
-        out = s
-        pos = s.pos.copy()
+        if len(self.children) == 1:
+            c = self.children[0]
+            return c.at(s, min(1.0, u * self.duration / c.duration) if c.duration > 0 else 1.0, ctx)
+        shape, f, p = s.shape, s.f, s.p
+        pos = s.pos
         for c in self.children:
             r = c.at(s, min(1.0, u * self.duration / c.duration) if c.duration > 0 else 1.0, ctx)
-            pos = pos + (r.pos - s.pos)
+            if r.pos is not s.pos:
+                pos = pos + (r.pos - s.pos)
             if r.shape is not s.shape:
-                out = _with(out, shape=r.shape)
+                shape = r.shape
             if r.f is not s.f:
-                out = _with(out, f=r.f, p=r.p)
-        return _with(out, pos=pos)
+                f, p = r.f, r.p
+        return HandState(pos, shape, f, p, s.sign)
 
 
 @dataclass
@@ -239,8 +251,7 @@ class Repeat(_Memo):
                 continue
             if t <= gap and gap > 0:
                 w = _smooth(t / gap)
-                return HandState(_mix(end.pos, nxt.pos, w), _mix(end.shape, nxt.shape, w),
-                                 _unit(_mix(end.f, nxt.f, w)), _unit(_mix(end.p, nxt.p, w)), s.sign)
+                return _toward(end, nxt, w, _mix(end.pos, nxt.pos, w), nudge=0.0)
             t -= gap
         return plan[-1][1]
 
@@ -274,7 +285,7 @@ class Mirrored(_Memo):
         m = self.memo(s, s.mirrored)
         r = self.inner.at(m, u, ctx).mirrored()
         if self.parallel:  # the same movement, not its mirror image
-            return _with(r, pos=s.pos + (r.pos - s.pos) * MIRROR)
+            return HandState(s.pos + (r.pos - s.pos) * MIRROR, r.shape, r.f, r.p, r.sign)
         return r
 
 

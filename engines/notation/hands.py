@@ -53,6 +53,16 @@ def _mix(a: np.ndarray, b: np.ndarray, w: float) -> np.ndarray:
 _unit = unit
 
 
+def _toward(a: HandState, b: HandState, w: float, pos: np.ndarray, nudge: float = 1e-6) -> HandState:
+    """`a`'s shape and orientation a share `w` of the way to `b`'s, at `pos` (what is the same
+    object in both is not recomputed: most effects change only some fields). The finger direction
+    is nudged towards `b`'s palm so that opposite directions still turn one way."""
+    shape = a.shape if b.shape is a.shape else _mix(a.shape, b.shape, w)
+    if b.f is a.f and b.p is a.p:
+        return HandState(pos, shape, _unit(a.f + nudge * b.p) if nudge else a.f, a.p, a.sign)
+    return HandState(pos, shape, _unit(_mix(a.f, b.f, w) + nudge * b.p), _unit(_mix(a.p, b.p, w)), a.sign)
+
+
 def _with(s: HandState, **changes: object) -> HandState:
     return s.with_(**changes)  # type: ignore[arg-type]
 

@@ -47,6 +47,7 @@ SELECTED: dict[str, tuple[str, ...]] = {
     "pinchall": ("index", "middle", "ring", "little"), "pinch12open": ("index",), "cee12": ("index",),
     "ceeall": ("index", "middle", "ring", "little"), "ceeopen": ("index", "middle", "ring", "little"),
 }  # fmt: skip
+RECORDED_STRAIGHT = ("flathand", "finger2345", "finger2", "finger23", "finger23spread")
 CHAINS: dict[str, tuple[int, ...]] = {"thumb": (1, 2, 3, 4), "index": (5, 6, 7, 8), "middle": (9, 10, 11, 12),
                                       "ring": (13, 14, 15, 16), "little": (17, 18, 19, 20)}
 FINGER_NAMES = {"thumb": "thumb", "indexfinger": "index", "middlefinger": "middle", "ringfinger": "ring",
@@ -127,12 +128,11 @@ def shape_points(shape: Handshape, letters: Path) -> np.ndarray:
             _chain(rec[THUMBS["out"]], hand, "thumb")
         else:
             bend_finger(hand, finger, "straight")
-    if shape.bend and shape.bend != "straight" or (shape.bend == "straight" and shape.base not in ("fist",)):
+    if shape.bend:
         for finger in SELECTED[shape.base]:
-            if shape.bend == "straight" and shape.base in ("flathand", "finger2345", "finger2", "finger23",
-                                                           "finger23spread"):
-                continue  # already straight in the recording
-            bend_finger(hand, finger, shape.bend or "straight")
+            if shape.bend == "straight" and shape.base in RECORDED_STRAIGHT:
+                continue  # straight in the recording already
+            bend_finger(hand, finger, shape.bend)
     for name, bend in shape.finger_bends:
         bend_finger(hand, FINGER_NAMES[name], bend)
     if shape.between is not None:

@@ -25,7 +25,7 @@ def cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def unit(v: np.ndarray) -> np.ndarray:
-    return v / max(math.sqrt(float(v[0] * v[0] + v[1] * v[1] + v[2] * v[2])), 1e-9)
+    return v / max(math.sqrt(v.dot(v)), 1e-9)
 
 _AXES = {"u": (0.0, 1.0, 0.0), "d": (0.0, -1.0, 0.0), "l": (1.0, 0.0, 0.0), "r": (-1.0, 0.0, 0.0),
          "o": (0.0, 0.0, 1.0), "i": (0.0, 0.0, -1.0)}
@@ -38,9 +38,15 @@ def vector(name: str) -> tuple[float, float, float]:
 
 
 def direction(names: tuple[str, ...]) -> np.ndarray:
+    """The unit vector of one direction, or of the one halfway between two."""
+    return np.array(_direction(tuple(names)))
+
+
+@lru_cache(maxsize=1024)
+def _direction(names: tuple[str, ...]) -> tuple[float, float, float]:
     v = np.sum([vector(n) for n in names], axis=0)
     n = math.sqrt(float(v.dot(v)))
-    return v / n if n > 1e-9 else np.array(vector(names[0]))
+    return tuple(v / n) if n > 1e-9 else vector(names[0])
 
 
 def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -54,10 +60,16 @@ def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def hand_axes(ext: tuple[str, ...], palm: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     """(finger direction, palm normal), orthonormal, for HamNoSys ext and palm symbols."""
+    f, p = _hand_axes(tuple(ext), tuple(palm))
+    return np.array(f), np.array(p)
+
+
+@lru_cache(maxsize=1024)
+def _hand_axes(ext: tuple[str, ...], palm: tuple[str, ...]) -> tuple[tuple[float, ...], tuple[float, ...]]:
     f = direction(ext)
     p = rotation_between(np.array(_AXES["o"]), f) @ direction(palm)
     p = p - p.dot(f) * f
-    return f, p / np.linalg.norm(p)
+    return tuple(f), tuple(p / np.linalg.norm(p))
 
 
 def frame(f: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -69,8 +81,9 @@ def frame(f: np.ndarray, p: np.ndarray) -> np.ndarray:
 
 def rotate(v: np.ndarray, axis: np.ndarray, degrees: float) -> np.ndarray:
     """Rodrigues rotation of v about a unit axis."""
-    t = np.radians(degrees)
-    return v * math.cos(t) + cross(axis, v) * math.sin(t) + axis * axis.dot(v) * (1 - math.cos(t))
+    t = math.radians(degrees)
+    c, s = math.cos(t), math.sin(t)
+    return v * c + cross(axis, v) * s + axis * (axis.dot(v) * (1 - c))
 
 
 MIRROR = np.array([-1.0, 1.0, 1.0])  # the other side of the body's midline

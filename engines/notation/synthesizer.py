@@ -15,7 +15,7 @@ from engines.notation.body import DISTANCE, DOMINANT_SIDE, Body, standard_body
 from engines.notation.description import HandSite, Handshape, Location, Posture, SignDescription, SignPart
 from engines.notation.effects import Hold, Seq, build
 from engines.notation.handshapes import shape_points
-from engines.notation.hands import Context, HandState, _hand_site, _mix, _smooth, _unit, _with
+from engines.notation.hands import Context, HandState, _hand_site, _mix, _smooth, _toward, _unit, _with
 from engines.notation.orientation import MIRROR, hand_axes
 from engines.sequence import PoseSequence
 from engines.skeleton import L_ELBOW, LEFT_HAND_SLICE, NUM_JOINTS, R_ELBOW, R_WRIST, RIGHT_HAND_SLICE, L_WRIST
@@ -115,16 +115,22 @@ def _frames(states: list[tuple[HandState, HandState, bool]], body: Body) -> np.n
     out[:, :8] = body.points
     for k, elbow_j, wrist_j, hand in ((0, R_ELBOW, R_WRIST, RIGHT_HAND_SLICE), (1, L_ELBOW, L_WRIST, LEFT_HAND_SLICE)):
         hs = [st[k] for st in states]
+        if all(h is hs[0] for h in hs):  # a hand that does not move (the resting hand): one frame, repeated
+            hs = hs[:1]
         sign = hs[0].sign
         m = MIRROR if sign > 0 else np.ones(3)
         pos = np.array([h.pos for h in hs])
         f = np.array([h.f for h in hs]) * m
         p = np.array([h.p for h in hs]) * m
-        f /= np.linalg.norm(f, axis=1, keepdims=True)
-        p = p - np.sum(p * f, axis=1, keepdims=True) * f
-        p /= np.linalg.norm(p, axis=1, keepdims=True)
-        rot = np.stack([np.cross(f, p), f, p], axis=1)  # (T, 3, 3): rows x, y, z of the right-hand frame
-        pts = np.einsum("tjk,tkl->tjl", np.array([h.shape for h in hs]), rot) * m + pos[:, None]
+        f /= np.sqrt((f * f).sum(axis=1))[:, None]
+        p -= (p * f).sum(axis=1)[:, None] * f
+        p /= np.sqrt((p * p).sum(axis=1))[:, None]
+        rot = np.empty((len(hs), 3, 3))  # rows x, y, z of the right-hand frame: x = f × p
+        rot[:, 0, 0] = f[:, 1] * p[:, 2] - f[:, 2] * p[:, 1]
+        rot[:, 0, 1] = f[:, 2] * p[:, 0] - f[:, 0] * p[:, 2]
+        rot[:, 0, 2] = f[:, 0] * p[:, 1] - f[:, 1] * p[:, 0]
+        rot[:, 1], rot[:, 2] = f, p
+        pts = np.matmul(np.array([h.shape for h in hs]), rot) * m + pos[:, None]
         elbow, wrist = body.arms(pos, sign)
         out[:, elbow_j], out[:, wrist_j] = elbow, wrist
         out[:, hand] = pts + (wrist - pos)[:, None]  # an unreachable wrist carries the hand along
@@ -174,7 +180,6 @@ def synthesize(sign: SignDescription, fps: float, letters: Path) -> PoseSequence
 def _blend(a: tuple[HandState, HandState, bool], b: tuple[HandState, HandState, bool]):
     def at(u: float):
         w = _smooth(u)
-        mix = [HandState(_mix(x.pos, y.pos, w), _mix(x.shape, y.shape, w), _unit(_mix(x.f, y.f, w) + 1e-6 * y.p),
-                         _unit(_mix(x.p, y.p, w)), x.sign) for x, y in zip(a[:2], b[:2])]
+        mix = [_toward(x, y, w, _mix(x.pos, y.pos, w)) for x, y in zip(a[:2], b[:2])]
         return mix[0], mix[1], a[2] or b[2]
     return at

@@ -216,7 +216,7 @@ async def _connection(hub: Hub, ws: web.WebSocketResponse, request: web.Request,
     deadline = asyncio.create_task(_hello_deadline(session, connected + limits.hello_timeout_s))
     try:
         _handle_safely(session.handle, session.error, first.data)
-        await _pump(ws, outbox, session.handle, session.error, ending)
+        await _pump(ws, outbox, session.handle, session.error, ending, hub.turn)
     finally:
         clock.cancel()
         deadline.cancel()
@@ -247,10 +247,10 @@ class _Ending:
 
 
 async def _pump(ws: web.WebSocketResponse, outbox: _Outbox, handle: Callable[[str | bytes], None],
-                report: Callable[[str, str], None], ending: _Ending) -> None:
+                report: Callable[[str, str], None], ending: _Ending, turn: asyncio.Lock) -> None:
     """Client messages in, outbox out, until the client goes or the session ends (then flush)."""
     writer = asyncio.create_task(outbox.run())
-    reader = asyncio.create_task(_read(ws, handle, report))
+    reader = asyncio.create_task(_read(ws, handle, report, turn))
     waiter = asyncio.create_task(ending.event.wait())
     try:
         await asyncio.wait([reader, waiter, writer], return_when=asyncio.FIRST_COMPLETED)
@@ -340,7 +340,7 @@ async def _channel_member(hub: Hub, ws: web.WebSocketResponse, request: web.Requ
             member.format = msg.format
 
     try:
-        await _pump(ws, outbox, handle, member.error, ending)
+        await _pump(ws, outbox, handle, member.error, ending, hub.turn)
     finally:
         channel.leave(member)
         await _close(ws, request, ending.code)
@@ -364,13 +364,15 @@ def _handle_safely(handle: Callable[[str | bytes], object], report: Callable[[st
 
 
 async def _read(ws: web.WebSocketResponse, handle: Callable[[str | bytes], None],
-                report: Callable[[str, str], None]) -> None:
+                report: Callable[[str, str], None], turn: asyncio.Lock) -> None:
     async for msg in ws:
         if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-            _handle_safely(handle, report, msg.data)
-            # Messages already buffered are read without suspending: yield, so that a burst from one
-            # client costs others one message's work at a time, not the whole burst.
-            await asyncio.sleep(0)
+            # One client message a turn of the event loop, server-wide, and the turn given up after
+            # it: a caption costs up to ~10 ms (every word planned), and several clients' captions
+            # handled in one turn would add up before any session's frame clock runs again.
+            async with turn:
+                _handle_safely(handle, report, msg.data)
+                await asyncio.sleep(0)
         elif msg.type == WSMsgType.ERROR:
             # aiohttp has failed the connection (a message over 4x the limit, invalid UTF-8 text)
             log.info("websocket error %s", msg.data)
