@@ -1,11 +1,11 @@
 """Avatar benchmark: retargeting fidelity on real lexicon recordings, and speed. Prints JSON.
 
-    .venv/bin/python bench/avatar.py [--recordings 120] [--render-frames 150]
+    .venv/bin/python bench/avatar.py [--recordings 120] [--render-frames 150] [--batch 1,8,25,50]
 
 Fidelity: forward kinematics of the retargeted avatar against the input (server/avatar/fidelity.py):
 mean angle between corresponding bone directions (both arms, every finger segment) and fingertip
 error with the input rebuilt at the avatar's proportions. Speed: per-frame retargeting (streaming,
-with smoothing), forward kinematics, skinning (rigid parts and full linear blend skinning), and
+with smoothing; and S streams a tick in one batch), forward kinematics, skinning (rigid parts and full linear blend skinning), and
 rendering 512×512 offscreen. Wall times depend on what else runs: the machine's load average is
 reported alongside, and CPU time of this process is given for the CPU-only stages.
 """
@@ -85,16 +85,17 @@ def cpu_speed(avatar, recordings) -> dict:
     rig = avatar.rig
     seqs = [read_pose(p).resample(25.0) for _, p in recordings[:40]]
     skin = {m: Skinner(rig, avatar.mesh, m) for m in ("rigid", "lbs")}
-    t_ret, t_fk, t_skin, t_total = [], [], {m: [] for m in skin}, []
+    t_ret, t_fk, t_skin, t_total, c_ret = [], [], {m: [] for m in skin}, [], []
     cpu0 = time.process_time()
     wall0 = time.perf_counter()
     n = 0
     for seq in seqs:
         rt = Retargeter(rig, seq.fps)
         for pts, conf in zip(seq.frames.astype(np.float64), seq.confidence):
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             local = rt.push(pts, conf)
             t1 = time.perf_counter()
+            c_ret.append(time.process_time() - c0)
             t_ret.append(t1 - t0)
             if local is None:
                 continue
@@ -111,6 +112,8 @@ def cpu_speed(avatar, recordings) -> dict:
     wall = time.perf_counter() - wall0
     return {
         "frames": n,
+        "retarget_cpu_ms": ms(c_ret),  # CPU time (process_time): what the wall figures are under load
+        "cpu_ms_per_frame": round(cpu / len(t_ret) * 1000, 3),  # retarget + FK + both skinnings, CPU time
         "retarget_ms": ms(t_ret),
         "fk_ms": ms(t_fk),
         "skin_rigid_ms": ms(t_skin["rigid"]),
@@ -119,6 +122,28 @@ def cpu_speed(avatar, recordings) -> dict:
         "cpu_share_of_wall": round(cpu / wall, 3),  # < 1: this process waited for the CPU
         "vertices": int(len(avatar.mesh.positions)),
     }
+
+
+def batched_speed(avatar, recordings, sizes: list[int], ticks: int = 100) -> dict:
+    """Retargeting S streams a clock tick in one batch (Retargeter.push_many, what the rotations
+    stream does for sessions that tick together): CPU ms per stream-frame and per tick."""
+    rig = avatar.rig
+    seqs = [read_pose(p).resample(25.0) for _, p in recordings[:max(sizes)]]
+    out = {}
+    for n in sizes:
+        rts = [Retargeter(rig) for _ in range(n)]
+        c0, w0 = time.process_time(), time.perf_counter()
+        for t in range(ticks):  # each stream loops its recording
+            pts = np.stack([seqs[i].frames[t % len(seqs[i])] for i in range(n)]).astype(np.float64)
+            conf = np.stack([seqs[i].confidence[t % len(seqs[i])] for i in range(n)])
+            Retargeter.push_many(rts, pts, conf)
+        cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+        out[f"streams_{n}"] = {"cpu_ms_per_stream_frame": round(cpu / (n * ticks) * 1000, 3),
+                               "cpu_ms_per_tick": round(cpu / ticks * 1000, 2),
+                               "wall_ms_per_tick": round(wall / ticks * 1000, 2),
+                               # CPU cores that n streams at 25 fps need for retargeting alone
+                               "cores_at_25fps": round(cpu / ticks * 25, 3)}
+    return out
 
 
 def render_speed(avatar, recordings, frames: int) -> dict:
@@ -162,6 +187,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--recordings", type=int, default=120)
     parser.add_argument("--render-frames", type=int, default=150)
+    parser.add_argument("--batch", default="1,8,25,50", help="streams a tick to retarget in one batch ('' skips)")
     args = parser.parse_args()
     avatar = load_avatar(ASSET)
     recordings = pick_recordings(args.recordings)
@@ -169,6 +195,7 @@ def main() -> None:
               "cpu_count": os.cpu_count()}
     result["fidelity"] = fidelity(avatar, recordings)
     result["cpu"] = cpu_speed(avatar, recordings)
+    result["retarget_batched"] = batched_speed(avatar, recordings, [int(x) for x in args.batch.split(",") if x])
     result["render_512"] = render_speed(avatar, recordings, args.render_frames)
     result["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(result, indent=2))

@@ -70,14 +70,22 @@ def fsw_hands(fsw: str) -> list[tuple[str, str, int, int]]:
     return out
 
 
-def fsw_two_handed(hands: list[tuple[str, str, int, int]]) -> bool:
+# ISWA 2010 movement symbols: finger movements (0x210-0x216) and movement arrows and paths up to
+# 0x2F6 (contact symbols 0x205-0x20F and dynamics from 0x2F7 on are not movements).
+_MOVEMENT = re.compile(r"S2(1[0-9a-f]|[2-9a-e][0-9a-f]|f[0-6])[0-5][0-9a-f]")
+
+
+def fsw_two_handed(hands: list[tuple[str, str, int, int]], fsw: str = "") -> bool:
     """Both a right and a left hand drawn, or two hands side by side (≥ 15 px apart across, within
     30 px in height): a symmetric hand's mirror image can be drawn as a rotation, so the rotation
-    alone misses some two-handed signs."""
+    alone misses some two-handed signs; or two or more hands drawn and no movement at all (no
+    arrow, no finger movement): one hand drawn twice is its start and end, which needs a movement
+    between them, so hands drawn without one are hands held together (one above the other)."""
     if {h[1] for h in hands} == {"left", "right"}:
         return True
-    return any(abs(a[2] - b[2]) >= 15 and abs(a[3] - b[3]) <= 30
-               for i, a in enumerate(hands) for b in hands[i + 1:])
+    if any(abs(a[2] - b[2]) >= 15 and abs(a[3] - b[3]) <= 30 for i, a in enumerate(hands) for b in hands[i + 1:]):
+        return True
+    return bool(fsw) and len(hands) >= 2 and not _MOVEMENT.search(fsw)
 
 
 def pose_class(hand: np.ndarray) -> str:
@@ -109,6 +117,16 @@ def pose_class(hand: np.ndarray) -> str:
     return "other finger" if "index" not in open_ else "index"
 
 
+def left_rest() -> np.ndarray:
+    """Where the left wrist is when the left hand takes no part (synthesizer.py: _rest_hand)."""
+    from engines.notation.body import standard_body
+    from engines.notation.hands import Context
+    from engines.notation.synthesizer import _rest_hand
+
+    body = standard_body(LETTERS)
+    return body.arms(_rest_hand(Context(body, LETTERS), 1.0).pos[None], 1.0)[1][0]
+
+
 def lexicon_rows() -> list[dict]:
     data = json.loads(files("signwriting.hamnosys").joinpath("parallel.json").read_text(encoding="utf-8"))
     return [e for e in data if e.get("hamnosys") and e.get("hns_gloss")]
@@ -122,6 +140,7 @@ def parse_and_agree(rows: list[dict]) -> dict:
     ok = parsed = 0
     hands_agree = hands_n = shape_agree = shape_n = 0
     two_fsw = two_syn = 0
+    rest = left_rest()
     for e in rows:
         try:
             sign = read_hamnosys(e["hamnosys"][0])
@@ -141,8 +160,8 @@ def parse_and_agree(rows: list[dict]) -> dict:
         hands = fsw_hands(e.get("signwriting") or "")
         if not hands:
             continue
-        fsw_two = fsw_two_handed(hands)
-        syn_two = bool((seq.frames[:, L_WRIST, 1] > -1.0).any())  # the left hand leaves its rest
+        fsw_two = fsw_two_handed(hands, e.get("signwriting") or "")
+        syn_two = bool((np.linalg.norm(seq.frames[:, L_WRIST] - rest, axis=1) > 0.15).any())  # leaves its rest
         hands_n += 1
         hands_agree += fsw_two == syn_two
         two_fsw += fsw_two

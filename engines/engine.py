@@ -190,16 +190,6 @@ class Scheduler:
             self._failed.append((unit_id, unit.failed))
         return unit.segments
 
-    def as_text(self, unit_id: str, index: int, reason: str) -> bool:
-        """Show a live unit's word as text instead of signing it (a session's backlog policy), if its
-        generation has not begun; False when it has, or the unit is not live."""
-        unit = self._units.get(unit_id)
-        if unit is None or not unit.current < index < len(unit.segments):
-            return False
-        seg = unit.segments[index]
-        seg.path, seg.kind, seg.gloss, seg.reason = "text", "text", "", reason
-        return True
-
     def cancel(self, unit_id: str) -> bool:
         """Stop a unit at once (caption corrected, session closed). False if it was not live."""
         unit = self._units.pop(unit_id, None)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import Gauge
 
-from server.protocol import ClientMessage, Message, PoseFrame, ServerMessage
+from server.protocol import ClientMessage, Message, PoseFrame, RotationFrame, ServerMessage
 from server.rotation_stream import RotationStream, rotation_rig
 from server.video_track import RGB, Stage, Studio, ViewerTrack
 
@@ -127,13 +127,11 @@ class Channel:
             for m in self.members:
                 if m.wants_poses:
                     m.put(msg)
-            # One retarget per channel; every member that draws the avatar gets the same frame,
-            # encoded once per format, into its own bounded queue (which drops the stale).
-            rotated = self.rotations.push(msg) if self.rotations is not None else None
-            if rotated is not None:
-                for m in self.members:
-                    if getattr(m, "wants_rotations", False):
-                        m.put(rotated)
+            # One retarget per channel, batched with the other channels whose clocks ticked in this
+            # loop iteration (server/rotation_stream.py); every member that draws the avatar gets
+            # the same frame, encoded once per format, into its own bounded queue (drops the stale).
+            if self.rotations is not None:
+                self.rotations.submit(msg, self._rotated)
         elif self._replying is not None and isinstance(msg, Message) and msg.type in _REPLIES:
             self._replying.put(msg)
         elif isinstance(msg, Message) and msg.type in ("unit", "unit_status"):
@@ -152,6 +150,11 @@ class Channel:
         else:
             for m in list(self.members):
                 m.put(msg)
+
+    def _rotated(self, frame: RotationFrame) -> None:
+        for m in list(self.members):
+            if getattr(m, "wants_rotations", False):
+                m.put(frame)
 
     def _ended(self, code: int) -> None:
         for m in list(self.members):

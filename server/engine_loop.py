@@ -50,10 +50,6 @@ class EngineLoop:
         self._wake.set()
         return segments
 
-    def as_text(self, owner: Owner, unit: int, index: int, reason: str) -> bool:
-        """Show a word of a live unit as text instead, if its generation has not begun."""
-        return self.scheduler.as_text(f"{owner.id}:{unit}", index, reason)
-
     def cancel(self, owner: Owner, unit: int) -> bool:
         key = f"{owner.id}:{unit}"
         self._owners.pop(key, None)

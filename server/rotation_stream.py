@@ -15,8 +15,10 @@ Each `RotationFrame` it makes caches its encodings, so fan-out encodes once per 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     from server.avatar.gltf import Avatar
     from server.config import Config
 
+log = logging.getLogger(__name__)
 AVATAR_URL = "/avatar.glb"
 _SOCKET_BUFFER = 16_384  # bytes unsent on a client's socket above which its frames queue (and the stale drop)
 _STEADY = 3  # after this many equal poses in a row the smoothed output no longer changes: reuse it
@@ -45,6 +48,7 @@ class RotationRig:
     bones: tuple[str, ...]  # the bones each frame carries, in order (VRM humanoid names)
     joints: np.ndarray  # (B,) their rig joint indices
     ready: dict[str, Any]
+    tick: Tick = field(default_factory=lambda: Tick())  # its streams' frames, batched per loop iteration
 
     @classmethod
     def load(cls, cfg: Config) -> RotationRig:
@@ -99,23 +103,100 @@ class RotationStream:
         self._root = np.zeros(3, dtype=np.float32)  # the retargeter moves no hips yet
 
     def push(self, frame: PoseFrame) -> RotationFrame | None:
-        prev, self._prev = self._prev, frame
-        same = prev is not None and np.array_equal(prev.points, frame.points) and np.array_equal(prev.confidence, frame.confidence)
-        self._same = self._same + 1 if same else 0
-        if self._same > _STEADY and self._last is not None:
-            quats = self._last  # idle rest pose: nothing to solve
-        else:
-            local = self.retargeter.push(frame.points.astype(np.float64), frame.confidence)
-            self.solved += 1
-            if local is None or prev is None:  # the smoothing's first frame
-                return None
-            quats = self._last = matrix_to_quat(local[self.rig.joints]).astype(np.float32)
-        assert prev is not None
-        return RotationFrame(prev.unit, prev.segment, prev.frame, prev.t, prev.kind, quats, self._root)
+        """The rotation frame for the pose before `frame`, now (None for the first)."""
+        return push_frames([self], [frame])[0]
+
+    def submit(self, frame: PoseFrame, deliver: Callable[[RotationFrame], None]) -> None:
+        """`push`, batched with every other stream of this rig whose clock ticked in the same
+        event-loop iteration: `deliver` gets the rotation frame on the next iteration."""
+        self.rig.tick.submit(self, frame, deliver)
 
     def rotations(self, frame: PoseFrame) -> np.ndarray:
         """Local rotation matrices (J, 3, 3) of every joint for `frame` alone, unsmoothed (tests, bench)."""
         return self.retargeter.solve(frame.points.astype(np.float64), frame.confidence)
+
+
+def push_frames(streams: Sequence[RotationStream], frames: Sequence[PoseFrame]) -> list[RotationFrame | None]:
+    """One pose frame for each of several distinct streams of one rig: what `push` gives each, with
+    the retargeting of all of them done in one batch (Retargeter.push_many)."""
+    prevs: list[PoseFrame | None] = []
+    todo: list[int] = []  # streams whose pose changed lately: retarget (the rest reuse their last)
+    for i, (st, frame) in enumerate(zip(streams, frames)):
+        prev, st._prev = st._prev, frame
+        same = prev is not None and np.array_equal(prev.points, frame.points) and np.array_equal(prev.confidence, frame.confidence)
+        st._same = st._same + 1 if same else 0
+        prevs.append(prev)
+        if not (st._same > _STEADY and st._last is not None):
+            todo.append(i)
+    skip: set[int] = set()  # the smoothing's first frame: nothing to send yet
+    if todo:
+        points = np.stack([frames[i].points for i in todo]).astype(np.float64)
+        confidence = np.stack([frames[i].confidence for i in todo])
+        local = Retargeter.push_many([streams[i].retargeter for i in todo], points, confidence)
+        done = []
+        for i, loc in zip(todo, local):
+            streams[i].solved += 1
+            if loc is None or prevs[i] is None:
+                skip.add(i)
+            else:
+                done.append((i, loc))
+        if done:
+            joints = streams[0].rig.joints
+            quats = matrix_to_quat(np.stack([loc[joints] for _, loc in done])).astype(np.float32)  # one call for all
+            for (i, _), q in zip(done, quats):
+                streams[i]._last = q
+    out: list[RotationFrame | None] = []
+    for i, (st, prev) in enumerate(zip(streams, prevs)):
+        if i in skip or prev is None or st._last is None:
+            out.append(None)
+        else:
+            out.append(RotationFrame(prev.unit, prev.segment, prev.frame, prev.t, prev.kind, st._last, st._root))
+    return out
+
+
+class Tick:
+    """The frames a rig's streams submit during one event-loop iteration, retargeted together on
+    the next. Sessions' clocks fire independently, but those that come due together (many, when the
+    server is loaded) tick in the same iteration: batching them costs a frame no added latency, and
+    a batch of S streams costs a few times one stream, not S times (bench/rotations.py)."""
+
+    def __init__(self) -> None:
+        self._pending: dict[RotationStream, list[tuple[PoseFrame, Callable[[RotationFrame], None]]]] = {}
+        self._scheduled = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.batches = 0  # for benches: batches retargeted and frames in them
+        self.frames = 0
+
+    def submit(self, stream: RotationStream, frame: PoseFrame, deliver: Callable[[RotationFrame], None]) -> None:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # a new server's loop (tests run several): nothing of the old one carries over
+            self._loop, self._pending, self._scheduled = loop, {}, False
+        self._pending.setdefault(stream, []).append((frame, deliver))
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self.flush)
+
+    def flush(self) -> None:
+        """Retarget what is pending, in rounds: a stream whose clock ticked twice (catching up)
+        has its frames in order, one a round."""
+        self._scheduled = False
+        pending, self._pending = self._pending, {}
+        while pending:
+            streams = list(pending)
+            items = [pending[s].pop(0) for s in streams]
+            for s in streams:
+                if not pending[s]:
+                    del pending[s]
+            self.batches += 1
+            self.frames += len(streams)
+            try:
+                out = push_frames(streams, [f for f, _ in items])
+            except Exception:  # a bug must not stop every stream's frames: report, go on with the next
+                log.exception("retargeting a batch of %d rotation frames failed", len(streams))
+                continue
+            for (_, deliver), rotated in zip(items, out):
+                if rotated is not None:
+                    deliver(rotated)
 
 
 def send_now(transport: asyncio.Transport, frame: RotationFrame, fmt: Format) -> bool:

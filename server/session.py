@@ -15,11 +15,11 @@ closed connection are counted as cancelled in metrics.
 Backlog policy (`_backlog_policy`): the signing waiting is estimated in seconds (buffered frames,
 then `live.word_seconds` a sign and `live.letter_seconds` a fingerspelled letter); above
 `live.speedup_after_s` playback speeds up, up to `live.max_speedup`; only when the newest unit would
-still start later than `live.text_after_s` at that speed is signing given up, the oldest words
-first: fingerspelled words not begun yet are shown as text before any sign is (a unit keeps its
-signs), and only then whole waiting units (the segmenter keeps units short, so that is the oldest
-few words, not a new sentence). A unit's segments may so change to text after its `unit` message;
-its status carries them as they ended.
+still start later than `live.text_after_s` at that speed is signing given up, the oldest waiting
+units first: their fingerspelled words are shown as text before any sign is (a unit keeps its
+signs), and only then whole units (the segmenter keeps units short, so that is the oldest few
+words, not a new sentence). A waiting unit's segments may so change to text after its `unit`
+message; its status carries them as they ended.
 """
 
 from __future__ import annotations
@@ -368,13 +368,13 @@ class Session:
     def _backlog_policy(self) -> None:
         """Speed up first. While the newest unit would still start later than `text_after_s` from now
         at the fastest playback, give up signing, the costliest first:
-        1. fingerspelled words not begun yet, oldest first (the unit playing, then the units waiting
-           before the newest), are shown as text: a spelled word takes seconds, a sign about one. A
-           unit keeps its signs; a waiting one left with nothing to sign is reported at once;
+        1. the fingerspelled words of the oldest unit waiting before the newest are shown as text (a
+           spelled word takes seconds, a sign about one); the unit keeps its signs, and one left with
+           nothing to sign is reported `shown_as_text` at once; then the next oldest unit's;
         2. only if that is not enough, the oldest waiting unit is shown as text whole, signs included.
         The oldest words go, the signing catches up with the captions, and a new sentence is not
         dropped for an old one. Every word switched says so in its segment (the unit's status carries
-        the segments as they ended)."""
+        the segments as they ended; the unit playing is left as it is)."""
         live = self.cfg.live
         backlog = self.backlog_s()
 
@@ -382,38 +382,37 @@ class Session:
             wait = backlog - sum(self._estimate_s(s) for s in self.pending[-1].segments)
             return wait / live.max_speedup > live.text_after_s
 
-        if self.pending and behind():
+        for unit in list(self.pending)[:-1]:  # spelling less of the newest would not bring it nearer
+            if not behind():
+                break
+            spelled = [seg for seg in unit.segments if seg.kind == "fingerspelling"]
+            if not spelled:
+                continue
             reason = f"backlog: {backlog:.1f} s of signing waiting"
-            # Spelling less of the newest unit would not bring it nearer.
-            for unit in ([self._live] if self._live is not None else []) + list(self.pending)[:-1]:
-                switched = False
-                for i, seg in enumerate(unit.segments):
-                    if seg.kind != "fingerspelling" or seg.frames or not behind():
-                        continue
-                    saved, why = self._estimate_s(seg), f"{reason}; {seg.reason}" if seg.reason else reason
-                    if unit is self._live and not self.engine.as_text(self, unit.id, i, why):
-                        continue  # its generation has begun
-                    seg.path, seg.kind, seg.gloss, seg.reason = "text", "text", "", why
-                    backlog -= saved
-                    switched = True
-                if switched and unit is not self._live and all(s.kind == "text" for s in unit.segments):
-                    self.pending.remove(unit)
-                    unit.state = "done"
-                    self._report(unit, "shown_as_text", reason, now=True)
-                if not behind():
-                    break
-            backlog = self.backlog_s()
+            backlog -= sum(self._estimate_s(seg) for seg in spelled)
+            for seg in spelled:
+                self._as_text(seg, reason)
+            if all(seg.kind == "text" for seg in unit.segments):  # nothing left to sign
+                self.pending.remove(unit)
+                unit.state = "done"
+                self._report(unit, "shown_as_text", reason, now=True)
         while self.pending and behind():
             unit = self.pending.popleft()
             unit.state = "done"
             reason = f"backlog: {backlog:.1f} s of signing waiting"
             for seg in unit.segments:
                 if seg.kind != "text":
-                    seg.reason = f"{reason}; {seg.reason}" if seg.reason else reason
-                    seg.path, seg.kind, seg.gloss = "text", "text", ""
+                    self._as_text(seg, reason)
             self._report(unit, "shown_as_text", reason, now=True)
             backlog = self.backlog_s()
         self.timeline.speed = min(live.max_speedup, max(1.0, backlog / live.speedup_after_s))
+
+    @staticmethod
+    def _as_text(seg: Segment, reason: str) -> None:
+        """A word of a waiting unit is shown as text instead of signed (the backlog policy); a reason
+        it had (a sign not rendered, so spelled) stays after the new one."""
+        seg.reason = f"{reason}; {seg.reason}" if seg.reason else reason
+        seg.path, seg.kind, seg.gloss = "text", "text", ""
 
     def tick(self, now: float) -> None:
         """One period of the frame clock: `run` calls it on the wall clock, an offline driver on its own."""

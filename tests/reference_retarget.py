@@ -1,4 +1,7 @@
-"""Retargeting: canonical 50-joint frames → local joint rotations of any humanoid rig.
+"""The straightforward reference retargeter (per bone, per side), kept as it was before the
+vectorized server/avatar/retarget.py: tests compare the two on real recordings. Not served.
+
+Retargeting: canonical 50-joint frames → local joint rotations of any humanoid rig.
 
 Only directions are taken from the input, never lengths, so the result does not depend on the
 avatar's bone lengths:

@@ -200,3 +200,60 @@ def test_bone_orientation_in_bind_pose_does_not_matter(avatar):
     np.testing.assert_allclose(a, b, atol=1e-9)
     ra, rb = (r.fk(Retargeter(r).rest)[:, :3, 3] for r in (rig, twisted))
     np.testing.assert_allclose(ra, rb, atol=1e-9)
+
+
+def _real_streams(lexicon_dir, n: int, drop_hand: bool = True) -> list[tuple[np.ndarray, np.ndarray]]:
+    """n real recordings as (points, confidence) at 25 fps; with `drop_hand`, every other one loses
+    its right hand for a stretch (then regains it), so holding, easing and the seen/missing masks of
+    a batch differ between its streams."""
+    paths = sorted(lexicon_dir.glob("*/*.pose"))[5::61][:n]
+    assert len(paths) == n
+    out = []
+    for i, path in enumerate(paths):
+        seq = read_pose(path).resample(25.0)
+        pts, conf = seq.frames.astype(np.float64), seq.confidence.copy()
+        if drop_hand and i % 2 and len(conf) > 8:
+            base = ARM_POINTS["right"][3]
+            conf[3:3 + min(20, len(conf) - 6), base:base + 21] = 0.0
+        out.append((pts, conf))
+    return out
+
+
+@pytest.mark.parametrize("settings", [RetargetSettings(), RetargetSettings(smoothing=False, limits=False)])
+def test_matches_the_straightforward_reference_on_real_recordings(avatar, lexicon_dir, settings):
+    """The vectorized retargeter gives the per-bone reference's rotations (tests/reference_retarget.py)
+    frame by frame on real clips, including a hand lost and found again."""
+    from tests.reference_retarget import Retargeter as Reference
+
+    for pts, conf in _real_streams(lexicon_dir, 6):
+        fast, ref = Retargeter(avatar.rig, 25.0, settings), Reference(avatar.rig, 25.0, settings)
+        np.testing.assert_allclose(fast.rest, ref.rest, atol=1e-9)
+        for p, c in zip(pts, conf):
+            a, b = fast.push(p, c), ref.push(p, c)
+            assert (a is None) == (b is None)
+            if a is not None:
+                assert np.degrees(rotation_angle(a, b)).max() < 1e-4
+        a, b = fast.flush(), ref.flush()
+        if b is not None:
+            assert np.degrees(rotation_angle(a, b)).max() < 1e-4
+
+
+def test_streams_batched_match_each_alone(avatar, lexicon_dir):
+    """push_many over streams in different states (one joining late, hands missing in some) gives
+    each stream what it gets alone, and leaves each retargeter's state as its own."""
+    streams = _real_streams(lexicon_dir, 5)
+    alone = [Retargeter(avatar.rig) for _ in streams]
+    batched = [Retargeter(avatar.rig) for _ in streams]
+    longest = max(len(p) for p, _ in streams)
+    for t in range(longest + 10):
+        live = [i for i in range(len(streams)) if t >= 3 * (i == 4)]  # the last joins at frame 3
+        pts = np.stack([streams[i][0][t % len(streams[i][0])] for i in live])
+        conf = np.stack([streams[i][1][t % len(streams[i][1])] for i in live])
+        got = Retargeter.push_many([batched[i] for i in live], pts, conf)
+        for k, i in enumerate(live):
+            want = alone[i].push(pts[k], conf[k])
+            assert (got[k] is None) == (want is None)
+            if want is not None:
+                assert np.abs(got[k] - want).max() < 1e-9, (i, t)
+    with pytest.raises(ValueError):
+        Retargeter.push_many([Retargeter(avatar.rig), Retargeter(avatar.rig, 30.0)], pts[:2], conf[:2])

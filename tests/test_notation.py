@@ -199,3 +199,39 @@ def test_gestural_sigml_is_refused_by_name():
     with pytest.raises(NotationError) as err:
         read_sigml(xml)
     assert err.value.code == "notation_syntax" and err.value.symbol == "sign_manual" and "gestural" in err.value.message
+
+
+def test_between_two_parts_of_the_hand_is_one_point_of_the_dominant_hand():
+    # VATER: finger2 thumbout extfingerul palml chin seq(close thumbside between indexfinger fingerside)
+    # movei small touch repeat. "hambetween" joins two parts of the same hand: it is no second
+    # site, and no part of another hand (the sign stays one-handed).
+    sign = read_hamnosys(ham("VATER"))
+    assert sign.renderable and not sign.two_handed
+    loc = sign.parts[0].location
+    assert (loc.site, loc.contact, loc.other_hand, loc.between) == ("chin", "close", None, None)
+    assert loc.hand == HandSite("thumbside", between=HandSite("fingerside", "indexfinger"))
+    # SCHNUPPERN: nostrils seq(touch indexfinger fingerpad between fingermidjoint handback)
+    second = next(r["hamnosys"] for r in _ROWS if r["gloss"] == "SCHNUPPERN" and "hambetween" in names_of(r["hamnosys"]))
+    loc = read_hamnosys(second).parts[0].location
+    assert loc.other_hand is None and loc.hand.between == HandSite("fingermidjoint", side="handback")
+    # hambetween with no hand part after it is not guessed at
+    bad = read_hamnosys(to_hamnosys(["hamfinger2", "hamextfingeru", "hampalml", "hamchin", "hamthumbside",
+                                     "hambetween"]))
+    assert ("hambetween", "notation_unsupported") in [(u.symbol, u.code) for u in bad.unsupported]
+
+
+def test_fsw_hands_rule_hands_drawn_without_any_movement_are_two_hands():
+    from bench.notation import fsw_hands, fsw_two_handed
+
+    # HÜTEN: two right-hand symbols one above the other with a contact star, no movement: the
+    # hands are held together (its HamNoSys is two-handed). Neither rotation nor side-by-side
+    # placement says so; the no-movement clause does.
+    huten = "M522x525S10e20478x474S20356478x510S20600500x493"
+    hands = fsw_hands(huten)
+    assert [h[1] for h in hands] == ["right", "right"] and abs(hands[0][2] - hands[1][2]) < 15
+    assert fsw_two_handed(hands, huten)
+    # FINDEN: one hand drawn twice, start and end, with a movement arrow between: one hand.
+    finden = "M517x540S1ce20495x459S1d152483x511S22a00496x493"
+    assert not fsw_two_handed(fsw_hands(finden), finden)
+    # A right and a left hand (rotation 8-f) are two hands whatever else is drawn.
+    assert fsw_two_handed(fsw_hands("M519x522S14c51480x478S20348481x507S21100506x506"))

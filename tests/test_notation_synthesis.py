@@ -132,3 +132,12 @@ def test_hands_that_touch_each_other_meet_at_the_midline():
     gap = np.min(np.linalg.norm(right[:, None] - left[None], axis=-1))
     assert gap < 0.03
     assert abs(right[np.argmax(right[:, 0]), 0]) < 0.03  # the right hand reaches the midline, not past it
+
+
+def test_a_point_between_two_hand_parts_is_placed_at_the_site_and_the_other_hand_rests():
+    f = frames("VATER")  # the point between thumb side and index finger side, close to the chin
+    hand = f[0, RIGHT_HAND_SLICE]
+    between = (0.5 * (hand[5] + hand[2]) + hand[7]) / 2  # thumb side (knuckles 2, 5), index side (7)
+    assert abs(between[0]) < 0.1 and 0.25 < between[1] < 0.45  # at the chin (y 0.34), at the midline
+    assert 0.3 < between[2] < 0.45  # close in front of the face (z 0.29 + 0.07), not inside it
+    assert np.all(f[:, L_WRIST, 1] < -1.0)  # one-handed: the left hand stays at rest

@@ -84,13 +84,13 @@ def test_one_retarget_per_channel_for_every_client(monkeypatch):
     from server.avatar.retarget import Retargeter
 
     pushes = [0]
-    push = Retargeter.push
+    push_many = Retargeter.push_many  # every push goes through it (a batch of streams, or one)
 
-    def counted(self, points, confidence):
-        pushes[0] += 1
-        return push(self, points, confidence)
+    def counted(streams, points, confidence):
+        pushes[0] += len(streams)
+        return push_many(streams, points, confidence)
 
-    monkeypatch.setattr(Retargeter, "push", counted)
+    monkeypatch.setattr(Retargeter, "push_many", staticmethod(counted))
 
     async def main():
         async with live_server() as (url, server), aiohttp.ClientSession() as http:
@@ -170,3 +170,43 @@ def test_rotations_reproduce_the_retargeted_pose():
     back = decode_binary_rotations(encode(frame, "binary"))
     error = rotation_angle(quat_to_matrix(back.rotations.astype(np.float64)), local[rig.joints])
     assert np.degrees(error.max()) < 0.2
+
+
+def test_streams_ticking_together_are_retargeted_in_one_batch():
+    """Frames that channels submit in one event-loop iteration are retargeted as one batch on the
+    next, in order per stream (one stream ticks twice, catching up), and each stream gets exactly
+    the frames it gets alone."""
+    from server.config import load_config
+    from server.rotation_stream import RotationStream, rotation_rig
+
+    rig = rotation_rig(load_config())
+    rng = np.random.default_rng(0)
+    points, confidence = rest_pose()
+    poses = [[PoseFrame(1, 0, t, t / 25, "sign", np.asarray(points, np.float32) + rng.normal(0, 0.05, (50, 3)).astype(np.float32),
+                        np.asarray(confidence, np.float32)) for t in range(6)] for _ in range(3)]
+
+    async def main():
+        batched = [RotationStream(rig) for _ in range(3)]
+        got: list[list[RotationFrame]] = [[] for _ in range(3)]
+        b0, f0 = rig.tick.batches, rig.tick.frames
+        for t in range(0, 6, 2):
+            for s in range(3):  # stream 2 submits two frames in the same iteration (catching up)
+                for u in ((t, t + 1) if s == 2 else (t,)):
+                    batched[s].submit(poses[s][u], got[s].append)
+            assert sum(map(len, got)) == max(0, 3 * t - 3)  # nothing before the next iteration
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            for s in range(2):
+                batched[s].submit(poses[s][t + 1], got[s].append)
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+        return got, rig.tick.batches - b0, rig.tick.frames - f0
+
+    got, batches, frames = asyncio.run(main())
+    assert frames == 18 and batches == 9  # per step: streams 0, 1, 2 together, then 2's second frame, then 0 and 1
+    for s in range(3):
+        alone = RotationStream(rig)
+        want = [f for f in (alone.push(p) for p in poses[s]) if f is not None]
+        assert [f.frame for f in got[s]] == [f.frame for f in want] == list(range(5))
+        for a, b in zip(got[s], want):
+            assert np.abs(a.rotations - b.rotations).max() < 1e-5

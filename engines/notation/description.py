@@ -43,6 +43,7 @@ class HandSite:
     part: str  # "fingertip", "palm", "thumbside", …, or "" for the hand's nearest point
     finger: str = ""  # "thumb", "indexfinger", …; "thumb+indexfinger": the point between them
     side: str = ""  # of a finger part: "palm", "handback", "thumbside", "pinkyside" (or "")
+    between: HandSite | None = None  # `part hambetween part`: the point halfway to this part
 
 
 @dataclass(frozen=True)

@@ -78,7 +78,9 @@ class Path_(_Memo):
             pos = pos + side * math.sin(math.pi * w)
         if across is not None:
             phase = WAVE_CYCLES * w
-            wave = math.sin(2 * math.pi * phase) if self.wave == "wavy" else 2 / math.pi * math.asin(math.sin(2 * math.pi * phase))
+            wave = math.sin(2 * math.pi * phase)
+            if self.wave != "wavy":  # zigzag: the triangle wave through the same points
+                wave = 2 / math.pi * math.asin(wave)
             pos = pos + across * wave
         if self.ellipse:  # flatten the path's deviation from the straight line, as for a circle
             line = s.pos + d * w
@@ -311,13 +313,20 @@ def _leaf(m: Motion) -> Effect:
     raise ValueError(f"no leaf motion {m.kind!r}")
 
 
+def _group(kind: str, children: list[Effect]) -> Effect:
+    """A sequence or simultaneous group; a group of one is that one effect (the same motion, one
+    level less to walk for every frame)."""
+    if len(children) == 1:
+        return children[0]
+    return Seq(children) if kind == "seq" else Par(children)
+
+
 def build(m: Motion, symmetry: str) -> tuple[Effect, Effect]:
     """(dominant, non-dominant) effects of one motion node, of equal duration."""
     if m.kind in ("seq", "par") and m.nondominant is None:
         pairs = [build(c, symmetry) for c in m.children]
-        group = Seq if m.kind == "seq" else Par
-        dom: Effect = group([d for d, _ in pairs])
-        nd: Effect = group([n for _, n in pairs])
+        dom: Effect = _group(m.kind, [d for d, _ in pairs])
+        nd: Effect = _group(m.kind, [n for _, n in pairs])
         if m.target is not None:
             dom = Seq([dom, Path_(PLACE_S, None, m.target)])
             nd = Seq([nd, Mirrored(Path_(PLACE_S, None, m.target), symmetry == "par") if symmetry else Hold(PLACE_S)])
@@ -352,7 +361,7 @@ def build(m: Motion, symmetry: str) -> tuple[Effect, Effect]:
 def _own(m: Motion) -> Effect:
     """The non-dominant hand's own motion, as written."""
     if m.kind in ("seq", "par"):
-        return (Seq if m.kind == "seq" else Par)([_own(c) for c in m.children])
+        return _group(m.kind, [_own(c) for c in m.children])
     if m.kind == "replace":
         return Replace(REPLACE_S, m.posture or Posture())
     if m.kind == "repeat":

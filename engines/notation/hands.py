@@ -15,9 +15,12 @@ from engines.notation.handshapes import CHAINS, FINGER_NAMES, shape_points
 from engines.notation.orientation import MIRROR, cross, direction, frame, hand_axes, rotation_between, unit
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True, eq=False)
 class HandState:
-    """One hand: wrist position, local shape (21, 3), finger direction, palm normal, side."""
+    """One hand: wrist position, local shape (21, 3), finger direction, palm normal, side. Treated
+    as immutable (every change makes a new state; effects and caches rely on that), but not a
+    frozen dataclass: a frozen one costs four times as much to make, and synthesis makes one for
+    every hand in every frame of every effect."""
 
     pos: np.ndarray
     shape: np.ndarray
@@ -68,13 +71,23 @@ def _with(s: HandState, **changes: object) -> HandState:
 
 
 class _Memo:
-    """A one-entry cache keyed by the identity of an effect's start state: the sampler passes the
-    same start object for every frame, so each effect computes its end states once, not per frame."""
+    """A small cache keyed by the identity of an effect's start state: the sampler passes the same
+    start object for every frame, so each effect computes its end states once, not per frame. It
+    keeps a few starts (a repetition or a sequence asks from more than one), each with its object,
+    so an identity cannot be reused by another state while it is cached."""
+
+    MEMO_SIZE = 8
 
     def memo(self, s: object, compute):  # type: ignore[no-untyped-def]
-        if getattr(self, "_memo_key", None) is not s:
-            self._memo_key, self._memo_val = s, compute()
-        return self._memo_val
+        cache = self.__dict__.setdefault("_memo_cache", {})
+        hit = cache.get(id(s))
+        if hit is not None and hit[0] is s:
+            return hit[1]
+        if len(cache) >= self.MEMO_SIZE:
+            cache.clear()
+        value = compute()
+        cache[id(s)] = (s, value)
+        return value
 
 
 @dataclass
@@ -142,6 +155,10 @@ def _palm_centre(s: HandState) -> np.ndarray:
 
 def _hand_site(s: HandState, site: HandSite) -> tuple[np.ndarray, np.ndarray]:
     """(point, outward normal) of a part of hand `s`."""
+    if site.between is not None:  # halfway between two parts
+        a = _hand_site(s, HandSite(site.part, site.finger, site.side))
+        b = _hand_site(s, site.between)
+        return (a[0] + b[0]) / 2, _unit(a[1] + b[1] + 1e-6 * s.p)
     if "+" in site.finger:  # between two fingers' parts
         got = [_hand_site(s, HandSite(site.part, f, site.side)) for f in site.finger.split("+")]
         return np.mean([g[0] for g in got], axis=0), _unit(np.sum([g[1] for g in got], axis=0) + 1e-6 * s.p)

@@ -329,7 +329,9 @@ class _Part:
         hand: list[str] = []
         last = "start"
         for name in names:
-            if name == "hambetween":
+            if name == "hambetween" and last == "hand":
+                hand.append(name)  # between two parts of the hand: one point halfway
+            elif name == "hambetween":
                 sites.append([])
             elif name in S.BODY_SITES or name in S.ARM_SITES or name in ("hamlrat", "hamlrbeside"):
                 sites[-1].append(name)
@@ -356,17 +358,48 @@ class _Part:
         first = placed[0] if placed[0] is not None else Location()
         if len(placed) == 2:
             first = replace(first, between=placed[1] or Location())
-        groups = self.hand_groups(hand)
+        groups = self.between_groups(hand)
         if len(groups) > 2:
             self.unsupported(hand[-1], "more than two hand parts")
         first = replace(first, hands_contact=contacts["hands"])
         if len(groups) == 2:  # the dominant hand's part, then the part of the other hand it meets
-            return replace(first, contact=contact, hand=self.hand_site(groups[0]), other_hand=self.hand_site(groups[1]))
-        hand_site = self.hand_site(groups[0]) if groups else None
+            return replace(first, contact=contact, hand=self.between_site(groups[0]),
+                           other_hand=self.between_site(groups[1]))
+        hand_site = self.between_site(groups[0]) if groups else None
         if hand_site is not None and not first.site:
             # No body site: the hand part is a site on the other hand.
             return replace(first, contact=contact, other_hand=hand_site)
         return replace(first, contact=contact, hand=hand_site)
+
+    def between_groups(self, names: list[str]) -> list[list[list[str]]]:
+        """Hand sites as lists of one part, or of two parts joined by `hambetween` (the point
+        halfway between them: `hamthumbside hambetween hamindexfinger hamfingerside`)."""
+        segments: list[list[str]] = [[]]
+        for n in names:
+            if n == "hambetween":
+                segments.append([])
+            else:
+                segments[-1].append(n)
+        out: list[list[list[str]]] = []
+        for k, seg in enumerate(segments):
+            groups = self.hand_groups(seg)
+            if not groups:
+                if len(segments) > 1:
+                    self.unsupported("hambetween", "hambetween without a hand part on both sides")
+                continue
+            if k > 0 and out:
+                out[-1].append(groups[0])  # joined to the last part before hambetween
+                groups = groups[1:]
+            out += [[g] for g in groups]
+        return out
+
+    def between_site(self, parts: list[list[str]]) -> HandSite:
+        site = self.hand_site(parts[0])
+        for other in parts[1:2]:
+            site = replace(site, between=self.hand_site(other))
+        if len(parts) > 2:
+            self.unsupported("hambetween", "more than two hand parts combined")
+        return site
 
     @staticmethod
     def hand_groups(names: list[str]) -> list[list[str]]:

@@ -114,9 +114,18 @@ def _frames(states: list[tuple[HandState, HandState, bool]], body: Body) -> np.n
     out = np.zeros((len(states), NUM_JOINTS, 3))
     out[:, :8] = body.points
     for k, elbow_j, wrist_j, hand in ((0, R_ELBOW, R_WRIST, RIGHT_HAND_SLICE), (1, L_ELBOW, L_WRIST, LEFT_HAND_SLICE)):
-        hs = [st[k] for st in states]
-        if all(h is hs[0] for h in hs):  # a hand that does not move (the resting hand): one frame, repeated
-            hs = hs[:1]
+        # Each distinct state once (holds and a resting hand repeat the same state object), then
+        # spread over the frames.
+        index: dict[int, int] = {}
+        hs: list[HandState] = []
+        which = []
+        for st in states:
+            h = st[k]
+            j = index.get(id(h))
+            if j is None:
+                j = index[id(h)] = len(hs)
+                hs.append(h)
+            which.append(j)
         sign = hs[0].sign
         m = MIRROR if sign > 0 else np.ones(3)
         pos = np.array([h.pos for h in hs])
@@ -132,8 +141,11 @@ def _frames(states: list[tuple[HandState, HandState, bool]], body: Body) -> np.n
         rot[:, 1], rot[:, 2] = f, p
         pts = np.matmul(np.array([h.shape for h in hs]), rot) * m + pos[:, None]
         elbow, wrist = body.arms(pos, sign)
+        pts = pts + (wrist - pos)[:, None]  # an unreachable wrist carries the hand along
+        if len(hs) < len(states):
+            elbow, wrist, pts = elbow[which], wrist[which], pts[which]
         out[:, elbow_j], out[:, wrist_j] = elbow, wrist
-        out[:, hand] = pts + (wrist - pos)[:, None]  # an unreachable wrist carries the hand along
+        out[:, hand] = pts
     return out
 
 

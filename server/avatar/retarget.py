@@ -19,7 +19,7 @@ G = world rotation; a bone's local rotation is its parent's G⁻¹ · G.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -106,8 +106,34 @@ class _Bones:
     aloc: np.ndarray  # (K, 3) spread axis in the joint's own frame
 
 
+@dataclass(frozen=True)
+class _Level:
+    """One finger segment level (proximal, middle, distal) of all ten fingers, as index arrays, so
+    that a frame solves it in one batch of numpy calls."""
+
+    ks: np.ndarray  # (10,) bone slots
+    drv: np.ndarray  # (10,) slot in g of each bone's driver (driver + 1)
+    relp: np.ndarray  # (10, 3, 3)
+    rest_rot: np.ndarray  # (10, 3, 3)
+    basis: np.ndarray  # (10, 3, 3) columns: bone direction, flexion direction, spread axis (joint frame)
+    pa: np.ndarray  # (10,) input points where each segment starts
+    pb: np.ndarray  # (10,) and ends
+    need: np.ndarray  # (10, 5) points that must be seen to drive the segment
+    lo: np.ndarray  # (10,) least flexion (radians)
+    hi: np.ndarray  # (10,) most flexion
+    spread: np.ndarray  # (10,) most |spread|
+    thumb: np.ndarray  # (2,) rows that are thumbs (they move in a cone instead)
+    cone: np.ndarray  # (2,) their cone
+
+
 class Retargeter:
-    """Stateful per-stream retargeting for one rig (hold/ease and smoothing keep state)."""
+    """Stateful per-stream retargeting for one rig (hold/ease and smoothing keep state).
+
+    A frame is solved in a handful of batches: both palms, both shoulders, both arms (upper arm,
+    forearm, hand as three steps over the two sides), then each finger segment level for all ten
+    fingers; every per-bone choice (seen or missing, thumb or finger) is a mask or a precomputed
+    index array, not a Python branch, so one frame costs ~250 small numpy calls instead of ~800.
+    """
 
     def __init__(self, rig: Rig, fps: float = 25.0, settings: RetargetSettings = RetargetSettings()) -> None:
         self.rig, self.fps, self.settings = rig, fps, settings
@@ -167,23 +193,18 @@ class Retargeter:
         self._k = {name: k for k, name in enumerate(self.names)}
         self._limits = self._finger_limits()
         self._basis = np.stack([self._b.dloc, self._b.nloc, self._b.aloc], axis=-1)  # (K, 3, 3), joint frame
-        # The rotation taking a palm frame to the hand bone's world rotation, per side.
-        self._palm_to_hand = {side: self._palm_rest[side].T @ b_world[hb[f"{side}Hand"]] for side in SIDES}
-        self._arm_k = [tuple(self._k[b] for b in arm_bones(side)) for side in SIDES]
-        self._finger_k, self._finger_pts, self._finger_need = [], [], []
-        for level in range(3):
-            ks, pa, pb, need = [], [], [], []
-            for side in SIDES:
-                base = ARM_POINTS[side][3]
-                for finger in FINGERS:
-                    ks.append(self._k[finger_bones(side, finger)[level]])
-                    a, b = FINGER_POINTS[finger][level], FINGER_POINTS[finger][level + 1]
-                    pa.append(base + a)
-                    pb.append(base + b)
-                    need.append([base, base + _P["index_mcp"], base + _P["little_mcp"], base + a, base + b])
-            self._finger_k.append(np.array(ks))
-            self._finger_pts.append((np.array(pa), np.array(pb)))
-            self._finger_need.append(np.array(need))
+        # Per side (left, right) as arrays, so both sides solve in one batch.
+        self._sign = np.array([_SIGN[s] for s in SIDES])
+        # The rotation taking a palm frame to the hand bone's world rotation.
+        self._palm_to_hand = np.stack([self._palm_rest[s].T @ b_world[hb[f"{s}Hand"]] for s in SIDES])
+        base = np.array([ARM_POINTS[s][3] for s in SIDES])
+        self._palm_pts = np.stack([base, base + _P["index_mcp"], base + _P["little_mcp"]])  # (3, 2)
+        self._arm_pts = np.array([ARM_POINTS[s] for s in SIDES]).T  # (4, 2): shoulder, elbow, wrist, hand
+        self._shoulder_k = np.array([self._k[f"{s}Shoulder"] for s in SIDES]) if self._has_shoulder else None
+        self._arm_k = np.array([[self._k[b] for b in arm_bones(s)] for s in SIDES]).T  # (3, 2): upper, fore, hand
+        self._hand_on_fore = self._b.driver[self._arm_k[2]] == self._arm_k[1]
+        self._levels = [self._finger_level(level) for level in range(3)]
+        self._eye = np.eye(3)
         self._elbow_twist = np.zeros(2)
         self._forearm_twist = np.zeros(2)
         self.rest = self._rest_pose()
@@ -194,100 +215,52 @@ class Retargeter:
         self._elbow_twist[:] = 0.0
         self._history: list[np.ndarray] = []
 
+    def _finger_level(self, level: int) -> _Level:
+        ks, pa, pb, need = [], [], [], []
+        for side in SIDES:
+            base = ARM_POINTS[side][3]
+            for finger in FINGERS:
+                ks.append(self._k[finger_bones(side, finger)[level]])
+                a, b = FINGER_POINTS[finger][level], FINGER_POINTS[finger][level + 1]
+                pa.append(base + a)
+                pb.append(base + b)
+                need.append([base, base + _P["index_mcp"], base + _P["little_mcp"], base + a, base + b])
+        k = np.array(ks)
+        lim = self._limits[k]
+        thumb = np.flatnonzero(lim[:, 3] > 0)
+        return _Level(k, self._b.driver[k] + 1, self._b.relp[k], self._b.rest_rot[k], self._basis[k],
+                      np.array(pa), np.array(pb), np.array(need), lim[:, 0], lim[:, 1], lim[:, 2], thumb, lim[thumb, 3])
+
     # --- rest pose ----------------------------------------------------------------------------
 
     def _rest_pose(self) -> np.ndarray:
         """Arms hanging with a slight forward bend, palms to the thighs, fingers relaxed."""
         k_n = len(self.names)
-        g = np.zeros((k_n + 1, 3, 3))
-        g[0] = np.eye(3)
+        g = np.zeros((1, k_n + 1, 3, 3))  # one stream
+        g[:, 0] = np.eye(3)
         rest_rot = self._b.rest_rot
         for k in range(k_n):
-            g[k + 1] = self._carried(g, k) @ rest_rot[k]
-        for si, side in enumerate(SIDES):
-            s = _SIGN[side]
-            self._solve_arm(g, si, np.array([0.12 * s, -1.0, 0.0]), np.array([0.06 * s, -0.8, 0.55]),
-                            None, rest_rot, rest=True)
+            g[:, k + 1] = g[:, self._b.driver[k] + 1] @ self._b.relp[k] @ rest_rot[k]
+        upper = np.array([[[0.12 * _SIGN[s], -1.0, 0.0] for s in SIDES]])
+        fore = np.array([[[0.06 * _SIGN[s], -0.8, 0.55] for s in SIDES]])
+        both, neither = np.ones((1, 2), dtype=bool), np.zeros((1, 2), dtype=bool)
+        self._solve_arms(g, upper, fore, np.zeros((1, 2, 3, 3)), neither, both, rest_rot[None], np.zeros((1, k_n)),
+                         _Twists(np.zeros((1, 2)), np.zeros((1, 2)), np.zeros((1, 2))), rest=True)
         for level in range(3):
-            for k in self._finger_k[level]:
+            for k in self._levels[level].ks:
                 curl = _REST_CURL[1 if "Thumb" in self.names[k] else 0][level]
-                g[k + 1] = self._carried(g, k) @ rest_rot[k] @ axis_angle(self._b.aloc[k], curl)
-        return self._to_locals(g)
+                g[:, k + 1] = g[:, self._b.driver[k] + 1] @ self._b.relp[k] @ rest_rot[k] @ axis_angle(self._b.aloc[k], curl)
+        return self._to_locals(g)[0]
 
     # --- per frame ----------------------------------------------------------------------------
 
     def solve(self, points: np.ndarray, confidence: np.ndarray) -> np.ndarray:
         """Local rotations (J, 3, 3) for one canonical frame, before smoothing."""
-        seen_pt = confidence >= self.settings.min_confidence
-        g = np.zeros((len(self.names) + 1, 3, 3))  # slot 0: identity, for bones with no driven ancestor
-        g[0] = np.eye(3)
-        seen = np.zeros(len(self.names), dtype=bool)
-        eased = self._eased_all()
-        hand_targets: list[np.ndarray | None] = []
-        for side in SIDES:
-            hb = ARM_POINTS[side][3]
-            ok = bool(seen_pt[[hb, hb + _P["index_mcp"], hb + _P["little_mcp"]]].all())
-            hand_targets.append(palm_frame(points[hb], points[hb + _P["index_mcp"]], points[hb + _P["little_mcp"]], _SIGN[side])
-                                @ self._palm_to_hand[side] if ok else None)
-        if self._has_shoulder:
-            for side in SIDES:
-                k = self._k[f"{side}Shoulder"]
-                sh = ARM_POINTS[side][0]
-                seen[k] = ok = bool(seen_pt[NECK] and seen_pt[sh])
-                c = self._carried(g, k)
-                g[k + 1] = (self._swing_to(c @ self._b.rest_rot[k], k, points[sh] - points[NECK], cone=_SHOULDER_CONE)
-                            if ok else c @ eased[k])
-        for si, side in enumerate(SIDES):
-            sh, el, wr, hb = ARM_POINTS[side]
-            hand_ok = hand_targets[si] is not None
-            end = points[hb] if hand_ok else points[wr]
-            fore_ok = bool(seen_pt[el]) and (hand_ok or bool(seen_pt[wr]))
-            arm_ok = fore_ok and bool(seen_pt[sh])
-            ku, kl, kh = self._arm_k[si]
-            seen[[ku, kl, kh]] = (arm_ok, arm_ok, hand_ok)
-            if arm_ok:
-                self._solve_arm(g, si, points[el] - points[sh], end - points[el], hand_targets[si], eased, rest=False)
-            else:
-                for k in (ku, kl, kh):
-                    g[k + 1] = self._carried(g, k) @ eased[k]
-                if hand_ok:
-                    g[kh + 1] = hand_targets[si]
-            if hand_ok:
-                self._twist_seen[si] = self._forearm_twist[si]
-        # Fingers, segment by segment, all ten at once.
-        for level in range(3):
-            ks = self._finger_k[level]
-            pa, pb = self._finger_pts[level]
-            ok = seen_pt[self._finger_need[level]].all(axis=1)
-            seen[ks] = ok
-            carried = g[self._b.driver[ks] + 1] @ self._b.relp[ks]
-            out = carried @ eased[ks]
-            if ok.any():
-                c = carried[ok] @ self._b.rest_rot[ks[ok]]
-                following = None
-                if level == 0:  # the middle segments' aims, to fold an over-bent finger into its knuckle
-                    na, nb = self._finger_pts[1]
-                    following = normalize(points[nb[ok]] - points[na[ok]])
-                    following[~seen_pt[self._finger_need[1][ok]].all(axis=1)] = np.nan
-                aim = self._clamp(c, ks[ok], normalize(points[pb[ok]] - points[pa[ok]]), following)
-                out[ok] = swing(np.einsum("kij,kj->ki", c, self._b.dloc[ks[ok]]), aim) @ c
-            g[ks + 1] = out
-        local = self._to_locals(g)
-        self._held[seen] = local[self._b.joint[seen]]
-        self._missing[seen] = 0
-        self._missing[~seen] += 1
-        return local
+        return Retargeter.solve_many([self], points[None], confidence[None])[0]
 
     def push(self, points: np.ndarray, confidence: np.ndarray) -> np.ndarray | None:
         """Solve a frame; return the smoothed previous frame (None after the very first frame)."""
-        raw = self.solve(points, confidence)
-        if not self.settings.smoothing:
-            return raw
-        self._history = (self._history + [raw])[-3:]
-        if len(self._history) == 1:
-            return None
-        prev2 = self._history[0]
-        return self._smooth(prev2, self._history[-2], raw)
+        return Retargeter.push_many([self], points[None], confidence[None])[0]
 
     def flush(self) -> np.ndarray | None:
         """The last frame, smoothed, once the stream ends (its next frame is taken to be itself)."""
@@ -296,83 +269,177 @@ class Retargeter:
         h, self._history = self._history, []
         return self._smooth(h[-2] if len(h) > 1 else h[-1], h[-1], h[-1])
 
+    @staticmethod
+    def push_many(streams: Sequence[Retargeter], points: np.ndarray, confidence: np.ndarray) -> list[np.ndarray | None]:
+        """`push` for S distinct streams of one rig (same rig, fps and settings) at once: points
+        (S, 50, 3), confidence (S, 50). One batch of numpy calls serves them all, so a clock tick of
+        many sessions costs little more than one (server/rotation_stream.py batches them)."""
+        raw = Retargeter.solve_many(streams, points, confidence)
+        first = streams[0]
+        if not first.settings.smoothing:
+            return list(raw)
+        out: list[np.ndarray | None] = [None] * len(streams)
+        ready = []
+        for i, rt in enumerate(streams):
+            rt._history = (rt._history + [raw[i]])[-3:]
+            if len(rt._history) > 1:
+                ready.append(i)
+        if ready:
+            h = [streams[i]._history for i in ready]
+            smoothed = first._smooth(np.stack([x[0] for x in h]), np.stack([x[-2] for x in h]), raw[ready])
+            for i, r in zip(ready, smoothed):
+                out[i] = r
+        return out
+
+    @staticmethod
+    def solve_many(streams: Sequence[Retargeter], points: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+        """`solve` for S distinct streams of one rig at once: local rotations (S, J, 3, 3)."""
+        first = streams[0]
+        if any(rt.rig is not first.rig or rt.fps != first.fps or rt.settings != first.settings for rt in streams):
+            raise ValueError("solve_many needs streams of one rig, fps and settings")
+        if len(streams) == 1:  # views: no copies
+            held, missing = first._held[None], first._missing[None]
+            tw = _Twists(first._elbow_twist[None], first._forearm_twist[None], first._twist_seen[None])
+        else:
+            held, missing = np.stack([rt._held for rt in streams]), np.stack([rt._missing for rt in streams])
+            tw = _Twists(*(np.stack([getattr(rt, n) for rt in streams]) for n in ("_elbow_twist", "_forearm_twist", "_twist_seen")))
+        local, seen = first._solve(np.asarray(points, np.float64), np.asarray(confidence), held, missing, tw)
+        j = first._b.joint
+        for i, rt in enumerate(streams):
+            s = seen[i]
+            rt._held = held[i].copy() if len(streams) > 1 else held[0]
+            rt._held[s] = local[i, j[s]]
+            rt._missing = np.where(s, 0, missing[i] + 1)
+            rt._elbow_twist, rt._forearm_twist, rt._twist_seen = tw.elbow[i], tw.forearm[i], tw.seen[i]
+        return local
+
+    def _solve(self, points: np.ndarray, confidence: np.ndarray, held: np.ndarray, missing: np.ndarray,
+               tw: _Twists) -> tuple[np.ndarray, np.ndarray]:
+        """The batched solve, S streams: local rotations (S, J, 3, 3) and which bones were seen
+        (S, K). Reads the streams' held poses and missing counts; updates `tw` in place."""
+        seen_pt = confidence >= self.settings.min_confidence
+        # Unseen points are never used, but batches compute every bone and then pick: zero them so
+        # the picked-away lanes hold no NaN or inf.
+        points = np.where(seen_pt[..., None], points, 0.0)
+        b = self._b
+        n = len(points)
+        g = np.empty((n, len(self.names) + 1, 3, 3))  # slot 0: identity, for bones with no driven ancestor
+        g[:, 0] = self._eye
+        seen = np.zeros((n, len(self.names)), dtype=bool)
+        eased, ease_w = self._eased_all(held, missing)
+        # Both palms: the hands' target world rotations.
+        pp = self._palm_pts
+        hand_ok = seen_pt[:, pp].all(axis=1)
+        hand = palm_frame(points[:, pp[0]], points[:, pp[1]], points[:, pp[2]], self._sign) @ self._palm_to_hand
+        if self._shoulder_k is not None:
+            k, sh = self._shoulder_k, self._arm_pts[0]
+            ok = seen_pt[:, [NECK]] & seen_pt[:, sh]
+            seen[:, k] = ok
+            carried = g[:, b.driver[k] + 1] @ b.relp[k]
+            c = carried @ b.rest_rot[k]
+            d = _apply(c, b.dloc[k])
+            t = _cone(d, normalize(points[:, sh] - points[:, [NECK]]), np.radians(_SHOULDER_CONE))
+            g[:, k + 1] = _pick(ok, swing(d, t) @ c, carried, eased[:, k])
+        sh, el, wr, hb = self._arm_pts
+        end = np.where(hand_ok[..., None], points[:, hb], points[:, wr])
+        arm_ok = seen_pt[:, el] & (hand_ok | seen_pt[:, wr]) & seen_pt[:, sh]
+        ku, kl, kh = self._arm_k
+        seen[:, ku], seen[:, kl], seen[:, kh] = arm_ok, arm_ok, hand_ok
+        upper, fore = points[:, el] - points[:, sh], end - points[:, el]
+        self._solve_arms(g, upper, fore, hand, hand_ok, arm_ok, eased, ease_w, tw, rest=False)
+        tw.seen[:] = np.where(hand_ok, tw.forearm, tw.seen)
+        # Fingers, segment by segment, all ten of every stream at once.
+        for level, lv in enumerate(self._levels):
+            ok = seen_pt[:, lv.need].all(axis=-1)
+            seen[:, lv.ks] = ok
+            carried = g[:, lv.drv] @ lv.relp
+            if ok.any():
+                c = carried @ lv.rest_rot
+                basis = c @ lv.basis  # world columns: bone direction, flexion direction, spread axis
+                aim = normalize(points[:, lv.pb] - points[:, lv.pa])
+                following = following_ok = None
+                if level == 0:  # the middle segments' aims, to fold an over-bent finger into its knuckle
+                    nxt = self._levels[1]
+                    following = normalize(points[:, nxt.pb] - points[:, nxt.pa])
+                    following_ok = seen_pt[:, nxt.need].all(axis=-1)
+                aim = self._clamp(basis, lv, aim, following, following_ok)
+                g[:, lv.ks + 1] = _pick(ok, swing(basis[..., 0], aim) @ c, carried, eased[:, lv.ks])
+            else:
+                g[:, lv.ks + 1] = carried @ eased[:, lv.ks]
+        return self._to_locals(g), seen
+
     # --- pieces ---------------------------------------------------------------------------------
 
     def _smooth(self, prev: np.ndarray, mid: np.ndarray, nxt: np.ndarray) -> np.ndarray:
         """Centred 3-tap filter, one frame late: [1 2 1]/4 on still bones (jitter), fading to no
-        smoothing on bones that turn fast (real movement keeps its timing and extent)."""
+        smoothing on bones that turn fast (real movement keeps its timing and extent).
+        Rotations (..., J, 3, 3)."""
         j = self._b.joint  # only driven bones move
-        p, m, n = prev[j], mid[j], nxt[j]
+        p, m, n = prev[..., j, :, :], mid[..., j, :, :], nxt[..., j, :, :]
         speed = np.maximum(rotation_angle(p, m), rotation_angle(m, n))
         lo, hi = np.radians(_SMOOTH_FULL_BELOW), np.radians(_SMOOTH_NONE_ABOVE)
-        w = (0.25 * np.clip((hi - speed) / (hi - lo), 0.0, 1.0))[:, None, None]
+        w = (0.25 * np.clip((hi - speed) / (hi - lo), 0.0, 1.0))[..., None, None]
         out = mid.copy()
-        out[j] = orthonormalize(w * p + (1 - 2 * w) * m + w * n)
+        out[..., j, :, :] = orthonormalize(w * p + (1 - 2 * w) * m + w * n)
         return out
 
-    def _carried(self, g: np.ndarray, k: int) -> np.ndarray:
-        """World rotation of bone k's parent joint, given the driven bones solved so far in g."""
-        return g[self._b.driver[k] + 1] @ self._b.relp[k]
-
-    def _eased_all(self) -> np.ndarray:
-        """Local rotations (K, 3, 3) for bones now missing: held, then eased to rest."""
+    def _eased_all(self, held: np.ndarray, missing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Local rotations (S, K, 3, 3) for bones now missing (held, then eased to rest), and the
+        ease weights (S, K): 0 while held, 1 at rest."""
         s = self.settings
         hold, ease = s.hold_seconds * self.fps, max(s.ease_seconds * self.fps, 1e-9)
-        t = np.clip((self._missing + 1 - hold) / ease, 0.0, 1.0)
+        t = np.clip((missing + 1 - hold) / ease, 0.0, 1.0)
         w = t * t * (3 - 2 * t)
-        out = np.where((w >= 1)[:, None, None], self._rest_k, self._held)
+        if not w.any():  # every bone seen lately (the common case): the held pose as it is
+            return held, w
+        out = np.where((w >= 1)[..., None, None], self._rest_k, held)
         mid = (w > 0) & (w < 1)
         if mid.any():
-            out[mid] = slerp(self._held[mid], self._rest_k[mid], w[mid])
-        return out
+            out[mid] = slerp(held[mid], np.broadcast_to(self._rest_k, held.shape)[mid], w[mid])
+        return out, w
 
-    def _swing_to(self, c: np.ndarray, k: int, target: np.ndarray, cone: float | None = None) -> np.ndarray:
-        d = c @ self._b.dloc[k]
-        t = normalize(target)
-        if cone is not None:
-            t = _cone(d, t, np.radians(cone))
-        return swing(d, t) @ c
-
-    def _solve_arm(self, g: np.ndarray, si: int, upper: np.ndarray, fore: np.ndarray,
-                   hand_target: np.ndarray | None, eased: np.ndarray, rest: bool) -> None:
-        ku, kl, kh = self._arm_k[si]
+    def _solve_arms(self, g: np.ndarray, upper: np.ndarray, fore: np.ndarray, hand: np.ndarray,
+                    hand_ok: np.ndarray, arm_ok: np.ndarray, eased: np.ndarray, ease_w: np.ndarray,
+                    tw: _Twists, rest: bool) -> None:
+        """Both arms of S streams, in g: upper arm, forearm, hand, each step for every side at once.
+        Per side (S, 2), `arm_ok` says whether the arm is seen (else each bone takes its eased pose)
+        and `hand_ok` whether `hand` (S, 2, 3, 3) holds the hand's target world rotation."""
+        b = self._b
+        ku, kl, kh = self._arm_k
         t, f = normalize(upper), normalize(fore)
-        c = self._carried(g, ku) @ self._b.rest_rot[ku]
-        s1 = swing(c @ self._b.dloc[ku], t) @ c
+        carried = g[:, b.driver[ku] + 1] @ b.relp[ku]
+        c = carried @ b.rest_rot[ku]
+        s1 = swing(_apply(c, b.dloc[ku]), t) @ c
         # Twist the upper arm about itself so the elbow bends towards the forearm: at rest the
         # elbow bends forwards (+z), which nloc holds for arm bones.
-        f_perp = f - np.dot(f, t) * t
-        bend = float(np.linalg.norm(f_perp))
-        ref = s1 @ self._b.nloc[ku]
-        target_twist = float(signed_angle(normalize(ref - np.dot(ref, t) * t), f_perp / max(bend, 1e-9), t)) if bend > 1e-6 else 0.0
+        f_perp = f - _dot(f, t)[..., None] * t
+        bend = np.sqrt(_dot(f_perp, f_perp))
+        ref = _apply(s1, b.nloc[ku])
+        target_twist = np.where(bend > 1e-6, signed_angle(normalize(ref - _dot(ref, t)[..., None] * t),
+                                                          f_perp / np.maximum(bend, 1e-9)[..., None], t), 0.0)
         if rest:
             phi = target_twist
         else:
             # A nearly straight arm has no bend plane: keep the last twist, trusting the bend as it grows.
-            w = float(np.clip((bend - _STRAIGHT[0]) / (_STRAIGHT[1] - _STRAIGHT[0]), 0, 1))
-            prev = self._elbow_twist[si]
-            phi = prev + w * float(np.angle(np.exp(1j * (target_twist - prev))))
-        self._elbow_twist[si] = phi
-        g[ku + 1] = axis_angle(t, phi) @ s1
-        c = self._carried(g, kl) @ self._b.rest_rot[kl]
-        lower = swing(c @ self._b.dloc[kl], f) @ c
+            w = np.clip((bend - _STRAIGHT[0]) / (_STRAIGHT[1] - _STRAIGHT[0]), 0, 1)
+            prev = tw.elbow
+            phi = prev + w * _wrap(target_twist - prev)
+        tw.elbow[:] = np.where(arm_ok, phi, tw.elbow)
+        g[:, ku + 1] = _pick(arm_ok, axis_angle(t, phi) @ s1, carried, eased[:, ku])
+        carried = g[:, b.driver[kl] + 1] @ b.relp[kl]
+        c = carried @ b.rest_rot[kl]
+        lower = swing(_apply(c, b.dloc[kl]), f) @ c
         # The forearm takes the wrist's twist (pronation); the wrist keeps only its bend.
-        if hand_target is not None and self._b.driver[kh] == kl:
-            hand_carried = lower @ self._b.relp[kh] @ self._b.rest_rot[kh]
-            psi = float(twist_angle(hand_target @ hand_carried.T, f))
-        elif rest:
-            psi = 0.0
-        else:  # hand missing: the last seen twist, easing to none with the hand
-            psi = float(self._twist_seen[si]) * (1 - self._ease_weight(kh))
-        self._forearm_twist[si] = psi
-        g[kl + 1] = axis_angle(f, psi) @ lower
-        g[kh + 1] = hand_target if hand_target is not None else self._carried(g, kh) @ eased[kh]
-
-    def _ease_weight(self, k: int) -> float:
-        s = self.settings
-        hold, ease = s.hold_seconds * self.fps, max(s.ease_seconds * self.fps, 1e-9)
-        t = float(np.clip((self._missing[k] + 1 - hold) / ease, 0.0, 1.0))
-        return t * t * (3 - 2 * t)
+        if rest:
+            psi = np.zeros_like(phi)
+        else:
+            hand_carried = lower @ b.relp[kh] @ b.rest_rot[kh]
+            psi = np.where(hand_ok & self._hand_on_fore, twist_angle(hand @ np.swapaxes(hand_carried, -1, -2), f),
+                           tw.seen * (1 - ease_w[:, kh]))  # hand missing: the last seen twist, easing to none
+        tw.forearm[:] = np.where(arm_ok, psi, tw.forearm)
+        g[:, kl + 1] = _pick(arm_ok, axis_angle(f, psi) @ lower, carried, eased[:, kl])
+        carried = g[:, b.driver[kh] + 1] @ b.relp[kh]
+        g[:, kh + 1] = _pick(hand_ok, hand, carried, eased[:, kh])
 
     def _finger_limits(self) -> np.ndarray:
         """(K, 4): least/most flexion, most spread, thumb cone (radians; cone 0 for fingers)."""
@@ -386,52 +453,77 @@ class Retargeter:
                     lim[k, 3] = np.radians(THUMB_CONE[level])
         return lim
 
-    def _clamp(self, c: np.ndarray, ks: np.ndarray, t: np.ndarray, following: np.ndarray | None = None) -> np.ndarray:
-        """Clamp target directions t (n, 3) to each segment's anatomical range.
+    def _clamp(self, basis: np.ndarray, lv: _Level, t: np.ndarray, following: np.ndarray | None = None,
+               following_ok: np.ndarray | None = None) -> np.ndarray:
+        """Clamp target directions t (S, 10, 3) of a segment level to each segment's anatomical
+        range; `basis` (S, 10, 3, 3) holds the segments' world bone direction, flexion direction and
+        spread axis as columns.
 
         Flexion outside its range goes to the nearer limit around the circle: a finger that the
         input folds past a fist (flexion beyond ±180°) stays curled instead of flipping straight.
-        With `following` (the next segments' aims, NaN where unknown), a middle joint bent past
-        its range passes the excess to the knuckle: tracking flattens the depth of a curled
-        finger, so a fist arrives as a half-bent knuckle and an impossible middle joint.
+        With `following` (the next segments' aims, trusted where `following_ok`), a middle joint
+        bent past its range passes the excess to the knuckle: tracking flattens the depth of a
+        curled finger, so a fist arrives as a half-bent knuckle and an impossible middle joint.
         """
         if not self.settings.limits:
             return t
-        basis = c @ self._basis[ks]  # columns: bone direction, flexion direction, spread axis
         d, n, a = basis[..., 0], basis[..., 1], basis[..., 2]
-        lim = self._limits[ks]
-        out = t.copy()
-        finger = lim[:, 3] == 0
-        if finger.any():
-            td, tn, ta = np.einsum("kji,kj->ik", basis, t)
-            flex = np.arctan2(tn, td)
-            if following is not None:
-                fd, fn, _ = np.einsum("kji,kj->ik", basis, following)
-                f_abs = np.arctan2(fn, fd)
-                middle = np.mod(f_abs - flex + np.pi / 2, 2 * np.pi) - np.pi / 2  # in (-90°, 270°]
-                excess = np.nan_to_num(middle - np.radians(FINGER_LIMITS[1][1]), nan=0.0)
-                flex = flex + np.clip(excess, 0.0, np.maximum(lim[:, 1] - flex, 0.0))
-            lo, hi = lim[:, 0], lim[:, 1]
-            outside = (flex < lo) | (flex > hi)
-            to_lo = np.abs(np.angle(np.exp(1j * (flex - lo))))
-            to_hi = np.abs(np.angle(np.exp(1j * (flex - hi))))
-            flex = np.where(outside, np.where(to_lo < to_hi, lo, hi), flex)
-            spread = np.clip(np.arcsin(np.clip(ta, -1, 1)), -lim[:, 2], lim[:, 2])
-            clamped = (np.cos(spread)[:, None] * (np.cos(flex)[:, None] * d + np.sin(flex)[:, None] * n)
-                       + np.sin(spread)[:, None] * a)
-            out[finger] = clamped[finger]
-        thumb = ~finger
-        if thumb.any():
-            out[thumb] = _cone(d[thumb], t[thumb], lim[thumb, 3])
+        proj = (t[..., None, :] @ basis)[..., 0, :]  # t in the basis: along, towards the palm, spread
+        flex = np.arctan2(proj[..., 1], proj[..., 0])
+        lo, hi = lv.lo, lv.hi
+        if following is not None:
+            fp = (following[..., None, :] @ basis)[..., 0, :]
+            middle = np.mod(np.arctan2(fp[..., 1], fp[..., 0]) - flex + np.pi / 2, 2 * np.pi) - np.pi / 2  # (-90°, 270°]
+            excess = np.where(following_ok, middle - np.radians(FINGER_LIMITS[1][1]), 0.0)
+            flex = flex + np.clip(excess, 0.0, np.maximum(hi - flex, 0.0))
+        outside = (flex < lo) | (flex > hi)
+        nearer = np.where(np.abs(_wrap(flex - lo)) < np.abs(_wrap(flex - hi)), lo, hi)
+        flex = np.where(outside, nearer, flex)
+        spread = np.clip(np.arcsin(np.clip(proj[..., 2], -1, 1)), -lv.spread, lv.spread)
+        out = (np.cos(spread)[..., None] * (np.cos(flex)[..., None] * d + np.sin(flex)[..., None] * n)
+               + np.sin(spread)[..., None] * a)
+        out[:, lv.thumb] = _cone(d[:, lv.thumb], t[:, lv.thumb], lv.cone)  # the thumbs: a cone, not flexion
         return out
 
     def _to_locals(self, g: np.ndarray) -> np.ndarray:
-        """Local rotations (J, 3, 3): rest for undriven joints, parent⁻¹ · world for driven ones."""
+        """Local rotations (S, J, 3, 3): rest for undriven joints, parent⁻¹ · world for driven ones."""
         b = self._b
-        local = self.rig.rest_rotation.copy()
-        parent_world = g[b.driver + 1] @ b.relp
-        local[b.joint] = np.swapaxes(parent_world, -1, -2) @ g[1:]
+        local = np.broadcast_to(self.rig.rest_rotation, (len(g),) + self.rig.rest_rotation.shape).copy()
+        parent_world = g[:, b.driver + 1] @ b.relp
+        local[:, b.joint] = np.swapaxes(parent_world, -1, -2) @ g[:, 1:]
         return local
+
+
+@dataclass
+class _Twists:
+    """Per stream and side (S, 2): the upper arm's twist, the forearm's, the forearm's when its hand
+    was last seen."""
+
+    elbow: np.ndarray
+    forearm: np.ndarray
+    seen: np.ndarray
+
+
+def _apply(m: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Matrices (..., 3, 3) times vectors (..., 3)."""
+    return (m @ v[..., None])[..., 0]
+
+
+def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.einsum("...i,...i->...", a, b)
+
+
+def _wrap(angle: np.ndarray) -> np.ndarray:
+    """Angles wrapped into [-π, π)."""
+    return np.mod(angle + np.pi, 2 * np.pi) - np.pi
+
+
+def _pick(ok: np.ndarray, solved: np.ndarray, carried: np.ndarray, eased: np.ndarray) -> np.ndarray:
+    """Per bone: the solved world rotation where seen, else the eased local one under its parent.
+    Skips the product when every bone of the batch was seen."""
+    if ok.all():
+        return solved
+    return np.where(ok[..., None, None], solved, carried @ eased)
 
 
 def _cone(d: np.ndarray, t: np.ndarray, max_angle: float | np.ndarray) -> np.ndarray:

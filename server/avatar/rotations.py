@@ -16,15 +16,20 @@ def normalize(v: np.ndarray) -> np.ndarray:
     return v / np.maximum(n, _EPS)
 
 
+# skew(v) = v @ _SKEW (as 3×3): [v]×, so that a × b = [a]× b in two matrix products.
+_SKEW = np.array([[0, 0, 0, 0, 0, -1, 0, 1, 0], [0, 0, 1, 0, 0, 0, -1, 0, 0], [0, -1, 0, 1, 0, 0, 0, 0, 0]], float)
+_I3 = np.eye(3)
+
+
+def skew(v: np.ndarray) -> np.ndarray:
+    """Cross-product matrices [v]× (..., 3, 3)."""
+    return (v @ _SKEW).reshape(v.shape[:-1] + (3, 3))
+
+
 def cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """np.cross for (..., 3), without its axis juggling (which dominates on tiny arrays)."""
-    if a.shape != b.shape:
-        a, b = np.broadcast_arrays(a, b)
-    out = np.empty(a.shape)
-    out[..., 0] = a[..., 1] * b[..., 2] - a[..., 2] * b[..., 1]
-    out[..., 1] = a[..., 2] * b[..., 0] - a[..., 0] * b[..., 2]
-    out[..., 2] = a[..., 0] * b[..., 1] - a[..., 1] * b[..., 0]
-    return out
+    """np.cross for (..., 3) as [a]× b: two matrix products, not np.cross's axis juggling or nine
+    scalar-column operations (call overhead dominates on these tiny arrays)."""
+    return (skew(a) @ b[..., None])[..., 0]
 
 
 def axis_angle(axis: np.ndarray, angle: float | np.ndarray) -> np.ndarray:
@@ -41,20 +46,9 @@ def axis_angle(axis: np.ndarray, angle: float | np.ndarray) -> np.ndarray:
     if angle.shape != axis.shape[:-1]:
         axis = np.broadcast_to(axis, np.broadcast_shapes(axis.shape, angle.shape + (3,)))
         angle = np.broadcast_to(angle, axis.shape[:-1])
-    x, y, z = axis[..., 0], axis[..., 1], axis[..., 2]
-    c, s = np.cos(angle), np.sin(angle)
-    t = 1 - c
-    out = np.empty(axis.shape[:-1] + (3, 3))
-    out[..., 0, 0] = c + t * x * x
-    out[..., 0, 1] = t * x * y - s * z
-    out[..., 0, 2] = t * x * z + s * y
-    out[..., 1, 0] = t * x * y + s * z
-    out[..., 1, 1] = c + t * y * y
-    out[..., 1, 2] = t * y * z - s * x
-    out[..., 2, 0] = t * x * z - s * y
-    out[..., 2, 1] = t * y * z + s * x
-    out[..., 2, 2] = c + t * z * z
-    return out
+    # Rodrigues as c·I + s·[a]× + (1 − c)·a aᵀ: a few whole-array products, not nine entries.
+    c, s = np.cos(angle)[..., None, None], np.sin(angle)[..., None, None]
+    return c * _I3 + s * skew(axis) + (1 - c) * (axis[..., :, None] * axis[..., None, :])
 
 
 def swing(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -65,18 +59,8 @@ def swing(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     a, b = normalize(a), normalize(b)
     v = cross(a, b)
     c = np.einsum("...i,...i->...", a, b)
-    out = np.empty(v.shape + (3,))
-    x, y, z = v[..., 0], v[..., 1], v[..., 2]
-    k = 1.0 / np.maximum(1.0 + c, 1e-12)
-    out[..., 0, 0] = c + x * x * k
-    out[..., 0, 1] = -z + x * y * k
-    out[..., 0, 2] = y + x * z * k
-    out[..., 1, 0] = z + x * y * k
-    out[..., 1, 1] = c + y * y * k
-    out[..., 1, 2] = -x + y * z * k
-    out[..., 2, 0] = -y + x * z * k
-    out[..., 2, 1] = x + y * z * k
-    out[..., 2, 2] = c + z * z * k
+    k = (1.0 / np.maximum(1.0 + c, 1e-12))[..., None, None]
+    out = c[..., None, None] * _I3 + skew(v) + k * (v[..., :, None] * v[..., None, :])
     opposite = c < -1 + 1e-9
     if np.any(opposite):  # half a turn about any axis perpendicular to a
         perp = cross(a, np.where(np.abs(a[..., :1]) < 0.9, [1.0, 0, 0], [0, 1.0, 0]))
