@@ -9,9 +9,10 @@ that many words a minute (speech is about 160), so files of slow dialogue and fa
 compared at one pace.
 
 Accounting, per word of every cue (the normalisation stage's tokens): the unit that holds it ends
-with a status; a word of a unit that played counts by its segment's kind (sign → signed,
-fingerspelling → fingerspelled, text → shown as text with the segment's reason); a unit the backlog
-policy skipped counts all its words as text ("backlog"); a cancelled or failed unit counts its
+with a status; a word of a unit that played counts by its segment's kind in the unit's status (sign →
+signed, fingerspelling → fingerspelled, text → shown as text with the segment's reason: a spelled word
+the backlog policy gave up counts as "backlog"); a unit the backlog policy skipped counts all its
+words as text ("backlog"); a cancelled or failed unit counts its
 words so. `lost` = words of the cues minus words accounted for: a word no unit carried, or a unit
 that never got a status.
 
@@ -185,7 +186,7 @@ def main() -> None:
                                         "lost")})
     kinds = ("signed", "fingerspelled", "shown_as_text")
     share = {k: round(total[k] / total["words"], 3) for k in kinds} if total["words"] else {}
-    print(json.dumps({"pace_wpm": args.pace or "file times", "files": results, "total": {**total, "share": share}},
+    print(json.dumps({"pace_wpm": args.pace or "file times (a .txt file: 160)", "files": results, "total": {**total, "share": share}},
                      indent=2, ensure_ascii=False))
 
 

@@ -19,24 +19,39 @@ const KINDS = ["rest", "transition", "sign", "fingerspelling"];
 // The server's lights (server/avatar/render.py _LIGHTS, _AMBIENT): direction of travel, intensity.
 const LIGHTS = [[[0.45, -0.55, -0.70], 3.2], [[-0.70, -0.15, -0.70], 1.4], [[0.10, -0.35, 0.93], 1.6]];
 const AMBIENT = 0.28;
+// The non-manual track (docs/protocol.md, "Non-manual track"), in its channel order.
+const FACE = ["brow_raise", "brow_furrow", "blink", "squint", "head_nod", "head_shake", "head_tilt",
+              "mouth_open", "mouth_spread", "mouth_round", "breath", "sway"];
+const FI = Object.fromEntries(FACE.map((c, i) => [c, i]));
+const NEUTRAL = new Float32Array(FACE.length);
 
 // A binary rotation frame (docs/protocol.md, "Rotation frames") → {unit, segment, frame, t, kind,
-// rotations: Float32Array(bones × 4), root: Float32Array(3)}; null when it is not one.
+// rotations: Float32Array(bones × 4), root: Float32Array(3), face: Float32Array | null}; null when
+// it is not one. `face` is the optional trailer: float16 count N, then N float16 values.
 export function decodeRotations(buffer) {
   const view = new DataView(buffer);
   if (buffer.byteLength < 28 || String.fromCharCode(...new Uint8Array(buffer, 0, 4)) !== "SSRF") return null;
   const bones = view.getUint16(24, true), channels = view.getUint16(26, true);
-  if (channels !== 4 || buffer.byteLength !== 28 + (bones * 4 + 3) * 2) return null;
+  const size = 28 + (bones * 4 + 3) * 2;
+  if (channels !== 4 || buffer.byteLength < size) return null;
+  let face = null;
+  if (buffer.byteLength > size) {
+    const n = buffer.byteLength >= size + 2 ? half(view.getUint16(size, true)) : -1;
+    if (buffer.byteLength !== size + 2 + 2 * n) return null;
+    face = new Float32Array(n);
+    for (let i = 0; i < n; i++) face[i] = half(view.getUint16(size + 2 + 2 * i, true));
+  }
   const values = new Float32Array(bones * 4 + 3);
   for (let i = 0; i < values.length; i++) values[i] = half(view.getUint16(28 + 2 * i, true));
   return {kind: KINDS[view.getUint8(5)], segment: view.getInt16(6, true), unit: view.getUint32(8, true),
           frame: view.getUint32(12, true), t: view.getFloat64(16, true),
-          rotations: values.subarray(0, bones * 4), root: values.subarray(bones * 4)};
+          rotations: values.subarray(0, bones * 4), root: values.subarray(bones * 4), face};
 }
 
 // A JSON rotation frame → the same shape as decodeRotations.
 export function fromJSON(m) {
-  return {...m, rotations: Float32Array.from(m.rotations.flat()), root: Float32Array.from(m.root)};
+  return {...m, rotations: Float32Array.from(m.rotations.flat()), root: Float32Array.from(m.root),
+          face: m.face ? Float32Array.from(m.face) : null};
 }
 
 function half(h) {  // IEEE 754 binary16 → number
@@ -94,6 +109,8 @@ export class AvatarView {
     // Bones by their index in the skin's joint list: the server's rig numbers them so.
     const joints = skinned.skeleton.bones;
     this.bones = a.joints.map((j) => joints[j] || null);
+    model.updateMatrixWorld(true);
+    this._loadFace(a.face, joints);
     const hips = a.hips >= 0 ? joints[a.hips] : null;
     this.hips = hips ? {bone: hips, rest: hips.position.clone()} : null;
     const c = a.camera;
@@ -178,6 +195,7 @@ export class AvatarView {
       if (!moved && 1 - Math.abs(qa.dot(bone.quaternion)) > 1e-7) moved = true;
       bone.quaternion.copy(qa);
     });
+    if (this._applyFace(a.face, b.face, alpha)) moved = true;
     if (this.hips) {  // canonical displacement → the hips' parent's axes
       const d = new THREE.Vector3().fromArray(a.root).lerp(new THREE.Vector3().fromArray(b.root), alpha);
       const q = new THREE.Quaternion();
@@ -185,6 +203,73 @@ export class AvatarView {
       this.hips.bone.position.copy(this.hips.rest).add(d.applyQuaternion(q.invert()));
     }
     return moved;
+  }
+
+  // The face bones named by ready.avatar.face, with their rest and bind (scene, canonical) transforms.
+  _loadFace(spec, joints) {
+    this.face = null;
+    if (!spec) return;
+    const bones = {};
+    for (const [name, j] of Object.entries(spec.joints)) {
+      const bone = joints[j];
+      if (!bone) continue;
+      bones[name] = {bone, restQ: bone.quaternion.clone(), restM: bone.matrix.clone(),
+                     bindW: bone.matrixWorld.clone(), bindQ: bone.getWorldQuaternion(new THREE.Quaternion())};
+    }
+    this.face = {bones, pivots: spec.pivots || {}, unit: spec.unit || 0.07, angles: spec.head_angles, shown: null};
+  }
+
+  // The non-manual track on the face bones, as server/avatar/face.py does on the server's rig:
+  // head/neck/chest/spine turn (canonical axes, in each bone's own frame), then brows, jaw and
+  // eyelids get a bind-space deformation E (bone.matrix = rest · bind⁻¹ · E · bind). Returns
+  // whether anything changed.
+  _applyFace(fa, fb, alpha) {
+    const F = this.face;
+    if (!F) return false;
+    if (!fa) fa = fb = NEUTRAL;  // a frame without the track (an older server): the face at rest
+    const v = FACE.map((_, i) => (fa[i] || 0) + ((fb ? fb[i] || 0 : fa[i] || 0) - (fa[i] || 0)) * alpha);
+    const key = v.map((x) => x.toFixed(4)).join(",");
+    if (key === F.shown) return false;
+    F.shown = key;
+    const B = F.bones, X = new THREE.Vector3(1, 0, 0), Y = new THREE.Vector3(0, 1, 0), Z = new THREE.Vector3(0, 0, 1);
+    const q = (axis, angle) => new THREE.Quaternion().setFromAxisAngle(axis, angle);
+    const turn = (b, r) => {  // bone.quaternion = rest · (bind⁻¹ · r · bind)
+      const local = b.bindQ.clone().invert().multiply(r).multiply(b.bindQ);
+      b.bone.quaternion.copy(b.restQ).multiply(local);
+    };
+    const [nod, shake, tilt] = ["head_nod", "head_shake", "head_tilt"].map((c) => v[FI[c]] * F.angles[c]);
+    for (const [name, part] of (B.neck ? [["neck", 0.4], ["head", 0.6]] : [["head", 1.0]])) {
+      if (B[name]) turn(B[name], q(Y, part * shake).multiply(q(X, part * nod)).multiply(q(Z, -part * tilt)));
+    }
+    const chest = B.upperChest || B.chest;
+    if (chest) turn(chest, q(X, -0.02 * v[FI.breath]));
+    if (B.spine) turn(B.spine, q(Z, 0.03 * v[FI.sway]));
+    const u = F.unit, T = (x, y, z) => new THREE.Matrix4().makeTranslation(x, y, z);
+    const about = (p, m) => T(p[0], p[1], p[2]).multiply(m).multiply(T(-p[0], -p[1], -p[2]));
+    const shape = (name, e) => {
+      const b = B[name];
+      if (!b) return;
+      b.bone.matrixAutoUpdate = false;  // a deformation may scale: set the matrix itself
+      b.bone.matrix.copy(b.restM).multiply(b.bindW.clone().invert().multiply(e).multiply(b.bindW));
+    };
+    const raise = v[FI.brow_raise], furrow = v[FI.brow_furrow];
+    for (const [name, side] of [["browLeft", 1], ["browRight", -1]]) {
+      const p = F.pivots[name];
+      if (!p) continue;
+      const slant = about(p, new THREE.Matrix4().makeRotationAxis(Z, side * 0.25 * furrow));
+      shape(name, T(-side * 0.06 * u * furrow, (0.20 * raise - 0.08 * furrow) * u, (0.04 * raise + 0.06 * furrow) * u).multiply(slant));
+    }
+    if (F.pivots.jaw) {
+      const o = v[FI.mouth_open], s = v[FI.mouth_spread], r = v[FI.mouth_round];
+      const scale = new THREE.Matrix4().makeScale(Math.max(0.3, 1 + 0.35 * s - 0.40 * r), 1 + 2.2 * o + 0.8 * r, 1);
+      shape("jaw", T(0, -0.05 * u * o, 0).multiply(about(F.pivots.jaw, scale)));
+    }
+    const close = Math.max(v[FI.blink], 0.5 * v[FI.squint]);
+    for (const name of ["eyelidLeft", "eyelidRight"]) {
+      const p = F.pivots[name];
+      if (p) shape(name, about(p, new THREE.Matrix4().makeScale(1, Math.max(0.05, 1 - close), 1)));
+    }
+    return true;
   }
 }
 

@@ -13,13 +13,17 @@ leaves right after its last frame, and statuses keep the order of the units.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 
 from engines.formats.posefile import read_pose
 from engines.lexicon import load_alphabets
+from engines import nonmanual
+from engines.textnorm import spoken_language
 from engines.sequence import PoseSequence, concatenate
 from engines.skeleton import (
     L_ELBOW,
@@ -108,6 +112,7 @@ class _Frame:
     segment: int  # -1: between segments
     kind: str
     events: list[Message] = field(default_factory=list)
+    face: np.ndarray | None = None  # the non-manual grammar values (engines/nonmanual.py); None: neutral
 
 
 class Timeline:
@@ -125,6 +130,32 @@ class Timeline:
         self._phase = 0.0
         self._dry = 0  # output frames since the buffer ran dry
         self._returning: deque[_Frame] = deque()
+        # The non-manual track: each unit's word cues and sign lengths, where in a segment push is.
+        self._cues: dict[int, tuple[list[nonmanual.WordCues], list[int]]] = {}
+        self._at: tuple[int, int, int] = (0, -1, 0)  # unit, segment, frames pushed into it
+        self.life = nonmanual.Life(fps)
+
+    def cue_unit(self, unit: int, text: str, language: str, segments: Sequence[Any]) -> None:
+        """The non-manual cues of a unit's words (engines/nonmanual.py rules), once, before its
+        frames. `segments`: the engine's Segments (word, path, frames); DSGS notation signs are mouthed."""
+        if unit in self._cues:
+            return
+        for old in [u for u in self._cues if u < unit]:  # units played or dropped: forget them
+            del self._cues[old]
+        words = [s.word for s in segments]
+        mouthed = [language == "sgg" and s.path == "notation" for s in segments]
+        self._cues[unit] = (nonmanual.plan(text, spoken_language(language), words, mouthed),
+                            [int(s.frames) for s in segments])
+
+    def _grammar(self, unit: int, segment: int) -> np.ndarray | None:
+        u, s, k = self._at
+        k = k + 1 if (u, s) == (unit, segment) else 0
+        self._at = (unit, segment, k)
+        cues, lengths = self._cues.get(unit, ([], []))
+        if not 0 <= segment < len(cues):
+            return None
+        n = lengths[segment] if segment < len(lengths) and lengths[segment] > 0 else 15
+        return nonmanual.word_values(cues[segment], k, max(n, k + 1), self.fps, k)
 
     @property
     def queued(self) -> int:
@@ -142,9 +173,15 @@ class Timeline:
         if prev.unit != unit:
             seconds = self.rest_transition_s if prev.kind == "rest" else self.transition_s
             way = ease(prev.points, prev.confidence, points, confidence, seconds, self.fps)
-            self.buffer.extend(_Frame(p, c, unit, -1, "transition") for p, c in zip(way.frames, way.confidence))
+            face = self._grammar(unit, segment)
+            a, b = (prev.face if prev.face is not None else 0.0), (face if face is not None else 0.0)
+            n = len(way.frames)  # the face eases into the unit's with the hands
+            self.buffer.extend(_Frame(p, c, unit, -1, "transition", face=np.float32(a + (b - a) * (i + 1) / (n + 1)))
+                               for i, (p, c) in enumerate(zip(way.frames, way.confidence)))
             self._returning.clear()
-        self.buffer.append(_Frame(points, confidence, unit, segment, kind))
+            self.buffer.append(_Frame(points, confidence, unit, segment, kind, face=face))
+            return
+        self.buffer.append(_Frame(points, confidence, unit, segment, kind, face=self._grammar(unit, segment)))
 
     def event(self, msg: Message) -> list[Message]:
         """Queue an event after everything buffered; returned at once (to send now) if nothing is."""
@@ -178,7 +215,7 @@ class Timeline:
             both = (a.confidence > 0) & (b.confidence > 0)
             points = np.where(both[:, None], a.points * (1 - w) + b.points * w, a.points)
             conf = np.where(both, a.confidence * (1 - w) + b.confidence * w, a.confidence)
-            shown = _Frame(points, conf, a.unit, a.segment, a.kind)
+            shown = _Frame(points, conf, a.unit, a.segment, a.kind, face=a.face)
             self._phase += self.speed
             while self._phase >= 1 - 1e-6 and self.buffer:
                 events += self.buffer.popleft().events
@@ -201,5 +238,7 @@ class Timeline:
         self.last = shown
         frame = PoseFrame(shown.unit, shown.segment, self.index, self.index / self.fps, shown.kind,
                           shown.points, shown.confidence)
+        grammar = shown.face if shown.face is not None and np.ndim(shown.face) else np.zeros(len(nonmanual.CHANNELS), np.float32)
+        frame.face = nonmanual.combine(grammar, self.life.values(self.index, shown.unit != 0))
         self.index += 1
         return frame, events

@@ -46,6 +46,10 @@ ERROR_CODES: dict[str, str] = {
 }
 
 _STR_ID = {"type": "string", "minLength": 1, "maxLength": 64}
+# The non-manual track, optional (older servers send none): values in engines/nonmanual.py CHANNELS order.
+_FACE = {"type": "array", "items": {"type": "number", "minimum": -1, "maximum": 1},
+         "description": "non-manual values: brow_raise, brow_furrow, blink, squint, head_nod, head_shake, head_tilt, "
+                        "mouth_open, mouth_spread, mouth_round, breath, sway ([-1, 1] for head, breath, sway; else [0, 1])"}
 _LANG = {"type": "string", "minLength": 2, "maxLength": 16, "description": "ISO 639-3 sign language code, e.g. ase, gsg"}
 
 CLIENT_SCHEMAS: dict[str, dict[str, Any]] = {
@@ -185,6 +189,7 @@ SERVER_SCHEMAS: dict[str, dict[str, Any]] = {
             "points": {"type": "array", "minItems": NUM_JOINTS, "maxItems": NUM_JOINTS,
                        "items": {"type": "array", "minItems": 3, "maxItems": 3, "items": {"type": "number"}}},
             "confidence": {"type": "array", "minItems": NUM_JOINTS, "maxItems": NUM_JOINTS, "items": {"type": "number"}},
+            "face": _FACE,
         },
     },
     "unit_status": {
@@ -234,6 +239,7 @@ SERVER_SCHEMAS: dict[str, dict[str, Any]] = {
                           "items": {"type": "array", "minItems": 4, "maxItems": 4, "items": {"type": "number"}}},
             "root": {"type": "array", "minItems": 3, "maxItems": 3, "items": {"type": "number"},
                      "description": "the hips' displacement from their rest position, canonical axes, avatar units"},
+            "face": _FACE,
         },
     },
 }
@@ -409,6 +415,7 @@ class PoseFrame:
     kind: str  # one of _FRAME_KINDS
     points: np.ndarray  # (50, 3)
     confidence: np.ndarray  # (50,)
+    face: np.ndarray | None = None  # (len(engines.nonmanual.CHANNELS),) the non-manual track; None: not sent
 
 
 @dataclass
@@ -431,6 +438,7 @@ class RotationFrame:
     kind: str  # one of _FRAME_KINDS
     rotations: np.ndarray  # (B, 4) x, y, z, w per bone of the ready message's `bones`
     root: np.ndarray  # (3,) hips displacement from rest, canonical axes
+    face: np.ndarray | None = None  # the non-manual track, as on PoseFrame
     _wire: dict[str, str | bytes] = field(default_factory=dict, repr=False, compare=False)
 
     def wire(self, fmt: Format) -> str | bytes:
@@ -479,11 +487,12 @@ def encode(msg: ServerMessage, fmt: Format) -> str | bytes:
             body = np.concatenate([msg.points, msg.confidence[:, None]], axis=1).astype("<f2")
             head = HEADER.pack(MAGIC, VERSION, _KIND_CODES[msg.kind], msg.segment, msg.unit, msg.frame, msg.t,
                                len(body), body.shape[1])
-            return head + body.tobytes()
+            return head + body.tobytes() + _face_trailer(msg.face)
         return json.dumps({"type": "pose", "unit": msg.unit, "segment": msg.segment, "frame": msg.frame,
                            "t": round(msg.t, 4), "kind": msg.kind,
                            "points": np.round(msg.points.astype(np.float64), 4).tolist(),
-                           "confidence": np.round(msg.confidence.astype(np.float64), 3).tolist()},
+                           "confidence": np.round(msg.confidence.astype(np.float64), 3).tolist(),
+                           **_face_json(msg.face)},
                           separators=(",", ":"))
     return json.dumps({"type": msg.type, **msg.fields}, separators=(",", ":"), ensure_ascii=False)
 
@@ -496,10 +505,30 @@ def decode_binary_pose(data: bytes) -> PoseFrame:
     if magic != MAGIC or version != VERSION:
         raise ValueError(f"not a version {VERSION} pose frame (magic {magic!r}, version {version})")
     body = np.frombuffer(data, dtype="<f2", offset=HEADER.size).astype(np.float32)
+    face, body = _split_face(body, joints * channels)
     if body.size != joints * channels or channels != 4:
         raise ValueError(f"body holds {body.size} values, header says {joints}×{channels}")
     body = body.reshape(joints, channels)
-    return PoseFrame(unit, segment, frame, t, _FRAME_KINDS[kind], body[:, :3], body[:, 3])
+    return PoseFrame(unit, segment, frame, t, _FRAME_KINDS[kind], body[:, :3], body[:, 3], face)
+
+
+# The non-manual track (engines/nonmanual.py CHANNELS) rides after a binary frame's body as a
+# trailer: float16 count N, then N float16 values. A frame without it is the older format.
+def _face_trailer(face: np.ndarray | None) -> bytes:
+    if face is None:
+        return b""
+    return np.concatenate([[len(face)], face]).astype("<f2").tobytes()
+
+
+def _face_json(face: np.ndarray | None) -> dict[str, list[float]]:
+    return {} if face is None else {"face": np.round(np.asarray(face, np.float64), 3).tolist()}
+
+
+def _split_face(body: np.ndarray, size: int) -> tuple[np.ndarray | None, np.ndarray]:
+    """(face, body) from the float16 values after a header: the trailer, if there is one."""
+    if body.size > size and body.size == size + 1 + int(body[size]):
+        return body[size + 1:], body[:size]
+    return None, body
 
 
 # Binary rotation frame: the pose frame's header with magic SSRF and channels 4 (a quaternion a
@@ -511,11 +540,13 @@ def _encode_rotations(msg: RotationFrame, fmt: Format) -> str | bytes:
     if fmt == "binary":
         head = HEADER.pack(ROTATIONS_MAGIC, VERSION, _KIND_CODES[msg.kind], msg.segment, msg.unit, msg.frame, msg.t,
                            len(msg.rotations), 4)
-        return head + msg.rotations.astype("<f2").tobytes() + msg.root.astype("<f2").tobytes()
+        return (head + msg.rotations.astype("<f2").tobytes() + msg.root.astype("<f2").tobytes()
+                + _face_trailer(msg.face))
     return json.dumps({"type": "rotations", "unit": msg.unit, "segment": msg.segment, "frame": msg.frame,
                        "t": round(msg.t, 4), "kind": msg.kind,
                        "rotations": np.round(msg.rotations.astype(np.float64), 4).tolist(),
-                       "root": np.round(msg.root.astype(np.float64), 4).tolist()}, separators=(",", ":"))
+                       "root": np.round(msg.root.astype(np.float64), 4).tolist(), **_face_json(msg.face)},
+                      separators=(",", ":"))
 
 
 def decode_binary_rotations(data: bytes) -> RotationFrame:
@@ -526,6 +557,7 @@ def decode_binary_rotations(data: bytes) -> RotationFrame:
     if magic != ROTATIONS_MAGIC or version != VERSION or channels != 4:
         raise ValueError(f"not a version {VERSION} rotation frame (magic {magic!r}, version {version}, channels {channels})")
     body = np.frombuffer(data, dtype="<f2", offset=HEADER.size).astype(np.float32)
+    face, body = _split_face(body, bones * 4 + 3)
     if body.size != bones * 4 + 3:
         raise ValueError(f"body holds {body.size} values, header says {bones} bones")
-    return RotationFrame(unit, segment, frame, t, _FRAME_KINDS[kind], body[:-3].reshape(bones, 4), body[-3:])
+    return RotationFrame(unit, segment, frame, t, _FRAME_KINDS[kind], body[:-3].reshape(bones, 4), body[-3:], face)

@@ -70,6 +70,8 @@ class RotationRig:
                        "znear": cam.znear, "zfar": cam.zfar},
             "background": [float(c) for c in v.background[:3]],
         }}
+        from server.avatar.face import FaceRig
+        ready["avatar"]["face"] = FaceRig.of_avatar(avatar).ready_fields()  # the page applies the non-manual track alike
         return cls(avatar, settings, float(v.fps), bones, joints, ready)
 
 
@@ -150,7 +152,7 @@ def push_frames(streams: Sequence[RotationStream], frames: Sequence[PoseFrame]) 
         if i in skip or prev is None or st._last is None:
             out.append(None)
         else:
-            out.append(RotationFrame(prev.unit, prev.segment, prev.frame, prev.t, prev.kind, st._last, st._root))
+            out.append(RotationFrame(prev.unit, prev.segment, prev.frame, prev.t, prev.kind, st._last, st._root, prev.face))
     return out
 
 

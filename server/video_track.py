@@ -27,6 +27,7 @@ import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from server.avatar.face import FaceRig
 from server.avatar.gltf import Avatar, load_avatar
 from server.avatar.render import AvatarRenderer
 from server.avatar.retarget import Retargeter, RetargetSettings
@@ -71,6 +72,7 @@ class Studio:
         self.settings = RetargetSettings(a.min_confidence, a.hold_seconds, a.ease_seconds, a.smoothing, a.finger_limits)
         self.renderer = AvatarRenderer(self.avatar, v.width, v.height, (*v.background[:3], 0.0), a.skinning, v.antialias)
         self.rest: np.ndarray = self.renderer.render(self.avatar.rig.bind)  # RGBA
+        self.face = FaceRig.of_avatar(self.avatar)  # brows, mouth, head from the non-manual track
 
     def compose(self, rgba: np.ndarray, background: RGB) -> np.ndarray:
         """The RGBA picture over an opaque background colour → RGB."""
@@ -106,7 +108,8 @@ def _encoder(codec: str, width: int, height: int, fps: float) -> av.CodecContext
 
 
 def _same_pose(a: PoseFrame, b: PoseFrame) -> bool:
-    return np.array_equal(a.points, b.points) and np.array_equal(a.confidence, b.confidence)
+    return (np.array_equal(a.points, b.points) and np.array_equal(a.confidence, b.confidence)
+            and (a.face is None) == (b.face is None) and (a.face is None or np.array_equal(a.face, b.face)))
 
 
 class Stage:
@@ -159,9 +162,10 @@ class Stage:
     def _solve(self, pose: PoseFrame) -> np.ndarray | None:
         """Retarget, FK and skin on a worker thread, draw on the GL thread, compose here."""
         local = self._retargeter.push(pose.points.astype(np.float64), pose.confidence)
+        face, self._face = getattr(self, "_face", None), pose.face  # the retargeter runs a frame behind: so does the face
         if local is None:  # the smoothing's first frame
             return None
-        rgba = self.studio.renderer.submit(self.studio.avatar.rig.fk(local)).result()
+        rgba = self.studio.renderer.submit(self.studio.face.world(local, face)).result()
         return self.studio.compose(rgba, self.background)
 
     async def _draw_loop(self) -> None:

@@ -44,6 +44,8 @@ def check(file: str = typer.Argument(..., help="a glTF 2.0 / VRM humanoid (.glb,
     except AvatarError as exc:
         _fail(exc)
     report = avatar.report()
+    from server.avatar.face import FaceRig
+    report["non_manual"] = FaceRig.of_avatar(avatar).channels()  # which face/head channels it can show
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
@@ -58,6 +60,11 @@ def check(file: str = typer.Argument(..., help="a glTF 2.0 / VRM humanoid (.glb,
         typer.echo(f"  optional bones missing (they stay still): {', '.join(report['missing_optional'])}")
     for note in report["notes"]:
         typer.echo(f"  note: {note}")
+    shown = [c for c, ok in report["non_manual"].items() if ok]
+    lacking = [c for c, ok in report["non_manual"].items() if not ok]
+    typer.echo(f"  non-manual channels shown: {', '.join(shown) or 'none'}")
+    if lacking:
+        typer.echo(f"  non-manual channels it cannot show (no bone for them): {', '.join(lacking)}")
 
 
 def render(input: str = typer.Argument(None, help="a .pose or .skels file (or give --captions)"),

@@ -329,7 +329,7 @@ class Retargeter:
         eased, ease_w = self._eased_all(held, missing)
         # Both palms: the hands' target world rotations.
         pp = self._palm_pts
-        hand_ok = seen_pt[:, pp].all(axis=1)
+        hand_ok = _all(seen_pt[:, pp], axis=1)
         hand = palm_frame(points[:, pp[0]], points[:, pp[1]], points[:, pp[2]], self._sign) @ self._palm_to_hand
         if self._shoulder_k is not None:
             k, sh = self._shoulder_k, self._arm_pts[0]
@@ -350,10 +350,10 @@ class Retargeter:
         tw.seen[:] = np.where(hand_ok, tw.forearm, tw.seen)
         # Fingers, segment by segment, all ten of every stream at once.
         for level, lv in enumerate(self._levels):
-            ok = seen_pt[:, lv.need].all(axis=-1)
+            ok = _all(seen_pt[:, lv.need], axis=-1)
             seen[:, lv.ks] = ok
             carried = g[:, lv.drv] @ lv.relp
-            if ok.any():
+            if _any(ok, axis=None):
                 c = carried @ lv.rest_rot
                 basis = c @ lv.basis  # world columns: bone direction, flexion direction, spread axis
                 aim = normalize(points[:, lv.pb] - points[:, lv.pa])
@@ -361,7 +361,7 @@ class Retargeter:
                 if level == 0:  # the middle segments' aims, to fold an over-bent finger into its knuckle
                     nxt = self._levels[1]
                     following = normalize(points[:, nxt.pb] - points[:, nxt.pa])
-                    following_ok = seen_pt[:, nxt.need].all(axis=-1)
+                    following_ok = _all(seen_pt[:, nxt.need], axis=-1)
                 aim = self._clamp(basis, lv, aim, following, following_ok)
                 g[:, lv.ks + 1] = _pick(ok, swing(basis[..., 0], aim) @ c, carried, eased[:, lv.ks])
             else:
@@ -378,7 +378,7 @@ class Retargeter:
         p, m, n = prev[..., j, :, :], mid[..., j, :, :], nxt[..., j, :, :]
         speed = np.maximum(rotation_angle(p, m), rotation_angle(m, n))
         lo, hi = np.radians(_SMOOTH_FULL_BELOW), np.radians(_SMOOTH_NONE_ABOVE)
-        w = (0.25 * np.clip((hi - speed) / (hi - lo), 0.0, 1.0))[..., None, None]
+        w = (0.25 * _clip((hi - speed) / (hi - lo), 0.0, 1.0))[..., None, None]
         out = mid.copy()
         out[..., j, :, :] = orthonormalize(w * p + (1 - 2 * w) * m + w * n)
         return out
@@ -388,9 +388,9 @@ class Retargeter:
         ease weights (S, K): 0 while held, 1 at rest."""
         s = self.settings
         hold, ease = s.hold_seconds * self.fps, max(s.ease_seconds * self.fps, 1e-9)
-        t = np.clip((missing + 1 - hold) / ease, 0.0, 1.0)
+        t = _clip((missing + 1 - hold) / ease, 0.0, 1.0)
         w = t * t * (3 - 2 * t)
-        if not w.any():  # every bone seen lately (the common case): the held pose as it is
+        if not _any(w, axis=None):  # every bone seen lately (the common case): the held pose as it is
             return held, w
         out = np.where((w >= 1)[..., None, None], self._rest_k, held)
         mid = (w > 0) & (w < 1)
@@ -421,7 +421,7 @@ class Retargeter:
             phi = target_twist
         else:
             # A nearly straight arm has no bend plane: keep the last twist, trusting the bend as it grows.
-            w = np.clip((bend - _STRAIGHT[0]) / (_STRAIGHT[1] - _STRAIGHT[0]), 0, 1)
+            w = _clip((bend - _STRAIGHT[0]) / (_STRAIGHT[1] - _STRAIGHT[0]), 0.0, 1.0)
             prev = tw.elbow
             phi = prev + w * _wrap(target_twist - prev)
         tw.elbow[:] = np.where(arm_ok, phi, tw.elbow)
@@ -475,11 +475,11 @@ class Retargeter:
             fp = (following[..., None, :] @ basis)[..., 0, :]
             middle = np.mod(np.arctan2(fp[..., 1], fp[..., 0]) - flex + np.pi / 2, 2 * np.pi) - np.pi / 2  # (-90°, 270°]
             excess = np.where(following_ok, middle - np.radians(FINGER_LIMITS[1][1]), 0.0)
-            flex = flex + np.clip(excess, 0.0, np.maximum(hi - flex, 0.0))
+            flex = flex + _clip(excess, 0.0, np.maximum(hi - flex, 0.0))
         outside = (flex < lo) | (flex > hi)
         nearer = np.where(np.abs(_wrap(flex - lo)) < np.abs(_wrap(flex - hi)), lo, hi)
         flex = np.where(outside, nearer, flex)
-        spread = np.clip(np.arcsin(np.clip(proj[..., 2], -1, 1)), -lv.spread, lv.spread)
+        spread = _clip(np.arcsin(_clip(proj[..., 2], -1.0, 1.0)), -lv.spread, lv.spread)
         out = (np.cos(spread)[..., None] * (np.cos(flex)[..., None] * d + np.sin(flex)[..., None] * n)
                + np.sin(spread)[..., None] * a)
         out[:, lv.thumb] = _cone(d[:, lv.thumb], t[:, lv.thumb], lv.cone)  # the thumbs: a cone, not flexion
@@ -513,6 +513,15 @@ def _dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.einsum("...i,...i->...", a, b)
 
 
+# ufunc methods and ufuncs straight, not np.all / np.any / np.clip: those add a Python layer
+# that costs more than the operation on these tiny arrays.
+_all, _any = np.logical_and.reduce, np.logical_or.reduce
+
+
+def _clip(x: np.ndarray, lo: float | np.ndarray, hi: float | np.ndarray) -> np.ndarray:
+    return np.minimum(np.maximum(x, lo), hi)
+
+
 def _wrap(angle: np.ndarray) -> np.ndarray:
     """Angles wrapped into [-π, π)."""
     return np.mod(angle + np.pi, 2 * np.pi) - np.pi
@@ -521,18 +530,19 @@ def _wrap(angle: np.ndarray) -> np.ndarray:
 def _pick(ok: np.ndarray, solved: np.ndarray, carried: np.ndarray, eased: np.ndarray) -> np.ndarray:
     """Per bone: the solved world rotation where seen, else the eased local one under its parent.
     Skips the product when every bone of the batch was seen."""
-    if ok.all():
+    if _all(ok, axis=None):
         return solved
     return np.where(ok[..., None, None], solved, carried @ eased)
 
 
 def _cone(d: np.ndarray, t: np.ndarray, max_angle: float | np.ndarray) -> np.ndarray:
     """Pull unit directions t to within max_angle of unit directions d."""
-    ang = np.arctan2(np.linalg.norm(cross(d, t), axis=-1), np.sum(d * t, axis=-1))
+    dt = cross(d, t)
+    ang = np.arctan2(np.sqrt(_dot(dt, dt)), _dot(d, t))
     over = ang > max_angle
     if not np.any(over):
         return t
-    limited = np.einsum("...ij,...j->...i", axis_angle(cross(d, t), max_angle), d)
+    limited = (axis_angle(dt, max_angle) @ d[..., None])[..., 0]
     return np.where(np.asarray(over)[..., None], limited, t)
 
 

@@ -76,15 +76,15 @@ def twist_angle(rot: np.ndarray, axis: np.ndarray) -> np.ndarray:
     """
     v = np.stack([rot[..., 2, 1] - rot[..., 1, 2], rot[..., 0, 2] - rot[..., 2, 0], rot[..., 1, 0] - rot[..., 0, 1]], -1)
     w = 1 + np.trace(rot, axis1=-2, axis2=-1)
-    if np.all(w > 0.1):
-        return 2.0 * np.arctan2(np.sum(v * axis, axis=-1), w)
+    if np.logical_and.reduce(w > 0.1, axis=None):
+        return 2.0 * np.arctan2(np.einsum("...i,...i->...", v, axis), w)
     q = matrix_to_quat(rot)
     return 2.0 * np.arctan2(np.sum(q[..., :3] * axis, axis=-1), q[..., 3])
 
 
 def signed_angle(a: np.ndarray, b: np.ndarray, axis: np.ndarray) -> np.ndarray:
     """Angle from a to b about `axis` (both assumed perpendicular to it)."""
-    return np.arctan2(np.sum(cross(a, b) * axis, axis=-1), np.sum(a * b, axis=-1))
+    return np.arctan2(np.einsum("...i,...i->...", cross(a, b), axis), np.einsum("...i,...i->...", a, b))
 
 
 def frame(primary: np.ndarray, secondary: np.ndarray) -> np.ndarray:
@@ -143,7 +143,7 @@ def quat_to_matrix(q: np.ndarray) -> np.ndarray:
 def rotation_angle(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Angle (radians) of the rotation between rotation matrices a and b (..., 3, 3)."""
     tr = np.einsum("...ij,...ij->...", a, b)  # trace(aᵀ b)
-    return np.arccos(np.clip((tr - 1) / 2, -1.0, 1.0))
+    return np.arccos(np.minimum(np.maximum((tr - 1) / 2, -1.0), 1.0))
 
 
 def slerp(a: np.ndarray, b: np.ndarray, t: float | np.ndarray) -> np.ndarray:

@@ -1,0 +1,87 @@
+"""The page (client/avatar-view.js, three.js on SwiftShader) applies the non-manual track as the
+server's renderer does: brows, mouth and head of a frame's `face` land where pyrender puts them."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import io
+
+import numpy as np
+import pytest
+from test_browser_webgl import _DRAWN, GREEN, launch, server  # noqa: F401  (server: the module's fixture)
+
+from engines.nonmanual import CHANNELS, INDEX
+
+pytestmark = pytest.mark.skipif(not __import__("test_browser").CHROMIUM.exists(), reason="/usr/bin/chromium is not installed")
+
+
+def _face(**values: float) -> np.ndarray:
+    v = np.zeros(len(CHANNELS), np.float32)
+    for k, x in values.items():
+        v[INDEX[k]] = x
+    return v
+
+
+def _dark(image: np.ndarray) -> np.ndarray:
+    """Brows, eyes, hair, mouth: the dark features of the face."""
+    return image[..., :3].astype(np.int16).sum(axis=-1) < 250
+
+
+def test_page_shows_the_face_the_server_renders(server: str):  # noqa: F811
+    from PIL import Image
+    from playwright.async_api import async_playwright
+
+    from server.avatar.face import FaceRig
+    from server.avatar.render import AvatarRenderer
+    from server.avatar.retarget import Retargeter
+    from server.avatar.rotations import matrix_to_quat
+    from server.config import load_config
+    from server.protocol import RotationFrame, encode
+    from server.rotation_stream import rotation_rig
+
+    cfg = load_config()
+    rig = rotation_rig(cfg)
+    avatar = rig.avatar
+    face_rig = FaceRig.of_avatar(avatar)
+    local = Retargeter(avatar.rig).rest
+    faces = [_face(), _face(brow_raise=1.0, mouth_open=0.8), _face(brow_furrow=1.0, head_shake=1.0, mouth_round=1.0)]
+    size = (cfg.video.width, cfg.video.height)
+    with AvatarRenderer(avatar, *size, (*GREEN, 1.0)) as renderer:
+        server_images = [renderer.render(face_rig.world(local, f)) for f in faces]
+        centre = avatar.rig.bind[face_rig.bones["head"], :3, 3] + np.array([0.0, 0.1, 0.0])
+        x, y = np.round(renderer.camera.project(centre)).astype(int)
+    half = max(20, size[0] // 12)
+    head = (slice(y - half, y + half), slice(x - half, x + half))
+    quats = matrix_to_quat(local[rig.joints]).astype(np.float32)
+    frames = [base64.b64encode(encode(RotationFrame(0, -1, 0, 0.0, "rest", quats, np.zeros(3, np.float32), f),
+                                      "binary")).decode() for f in faces]
+
+    async def main() -> list[np.ndarray]:
+        async with async_playwright() as p:
+            browser = await launch(p)
+            try:
+                page = await browser.new_page()
+                await page.goto(server + "/")
+                await page.wait_for_function(_DRAWN, timeout=30000)
+                out = []
+                for b64 in frames:
+                    url = await page.evaluate("""async ([b64, bg]) => {
+                      const mod = await import('/client/avatar-view.js');
+                      const view = document.getElementById('scene').avatarView;
+                      view.setBackground(bg);
+                      const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+                      view.hold(mod.decodeRotations(bytes.buffer));
+                      return document.getElementById('scene').toDataURL('image/png'); }""", [b64, list(GREEN)])
+                    out.append(np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB")))
+                return out
+            finally:
+                await browser.close()
+    page_images = asyncio.run(asyncio.wait_for(main(), 90))
+
+    def iou(a: np.ndarray, b: np.ndarray) -> float:
+        return float((a & b).sum() / max(1, (a | b).sum()))
+    same = [iou(_dark(s[head]), _dark(p[head])) for s, p in zip(server_images, page_images)]
+    crossed = [iou(_dark(server_images[i][head]), _dark(page_images[(i + 1) % 3][head])) for i in range(3)]
+    assert min(same) >= 0.8, same
+    assert np.mean(crossed) < np.mean(same) - 0.1, (same, crossed)  # the faces differ: the check can tell
