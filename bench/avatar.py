@@ -197,6 +197,8 @@ def main() -> None:
     result["cpu"] = cpu_speed(avatar, recordings)
     result["retarget_batched"] = batched_speed(avatar, recordings, [int(x) for x in args.batch.split(",") if x])
     result["render_512"] = render_speed(avatar, recordings, args.render_frames)
+    from face import measure as face_measure  # bench/face.py: the non-manual track's cost per frame
+    result["face"] = face_measure(render_frames=args.render_frames)
     result["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     print(json.dumps(result, indent=2))
 

@@ -61,12 +61,15 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def latency(url: str, n: int) -> dict:
+async def latency(url: str, n: int, words: list[str] | None = None, language: str | None = None,
+                  rng: random.Random | None = None) -> dict:
+    """Caption sent → first pose frame of its unit, n captions of two random `words` one at a time."""
     out = []
+    rng = rng or random.Random()
     async with aiohttp.ClientSession() as http:
-        client = await LiveClient.connect(http, url, fmt="binary", idle_frames=True)
+        client = await LiveClient.connect(http, url, language=language, fmt="binary", idle_frames=True)
         for i in range(n):
-            text = " ".join(random.sample(WORDS, 2)) + "."
+            text = " ".join(rng.sample(words or WORDS, 2)) + "."
             t0 = time.perf_counter()
             await client.caption(f"l{i}", text, final=True)
             unit = None
@@ -79,7 +82,7 @@ async def latency(url: str, n: int) -> dict:
                     break
             while not (isinstance(msg, dict) and msg["type"] == "unit_status"):  # let it finish: one at a time
                 msg = await client.recv(timeout=30)
-            pause = time.monotonic() + random.uniform(0.0, 1.0)  # from rest, hold or easing back
+            pause = time.monotonic() + rng.uniform(0.0, 1.0)  # from rest, hold or easing back
             while time.monotonic() < pause:
                 await client.recv(timeout=30)
         await client.close()

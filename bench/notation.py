@@ -229,43 +229,19 @@ def coverage() -> dict:
 
 
 async def live_latency(n: int) -> dict:
-    import aiohttp
-
-    from bench.live import start_server
+    from bench.live import latency, start_server
     from engines.loader import notation_lexicons
-    from server.client_cli import LiveClient
-    from server.protocol import PoseFrame
 
     lexicons, _ = notation_lexicons(LETTERS.parent, {})
     words = sorted({e.gloss.split("_")[0].title() for e in lexicons["sgg"].entries
                     if e.sign.renderable and e.gloss.isalpha()})
-    rng = random.Random(0)
     proc, url = start_server(8)
-    out = []
     try:
-        async with aiohttp.ClientSession() as http:
-            client = await LiveClient.connect(http, url, language="sgg", fmt="binary", idle_frames=True)
-            for i in range(n):
-                text = " ".join(rng.sample(words, 2)) + "."
-                t0 = time.perf_counter()
-                await client.caption(f"n{i}", text, final=True)
-                unit = None
-                while True:
-                    msg = await client.recv(timeout=30)
-                    if isinstance(msg, dict) and msg["type"] == "unit" and unit is None:
-                        unit = msg["unit"]
-                    elif isinstance(msg, PoseFrame) and unit is not None and msg.unit == unit:
-                        out.append((time.perf_counter() - t0) * 1000)
-                        break
-                while not (isinstance(msg, dict) and msg["type"] == "unit_status"):
-                    msg = await client.recv(timeout=30)
-            await client.close()
+        got = await latency(url, n, words, language="sgg", rng=random.Random(0))
     finally:
         proc.terminate()
         proc.wait()
-    a = np.array(out)
-    return {"n": n, "p50_ms": round(float(np.percentile(a, 50)), 2), "p95_ms": round(float(np.percentile(a, 95)), 2),
-            "goal_p50_ms": 30, "note": "two random lexicon words a caption: most signs synthesized on first use"}
+    return {**got, "note": "two random lexicon words a caption: most signs synthesized on first use"}
 
 
 STILL_SIGNS = ("HEUTE", "REGEN", "HAUS", "SCHWEIZ", "FAMILIE", "MORGEN")  # ZEIT, AUTO: see the README
