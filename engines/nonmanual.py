@@ -159,22 +159,15 @@ def word_values(cue: WordCues, k: int, n: int, fps: float, shake_phase: int) -> 
     if cue.shake:
         v[INDEX["head_shake"]] = math.sin(2 * math.pi * _SHAKE_HZ * shake_phase / fps)
     if cue.mouthing:
-        x = (k + 0.5) / max(n, 1) * len(cue.mouthing) - 0.5  # grapheme position, evenly across the sign
-        i = int(np.clip(math.floor(x), 0, len(cue.mouthing) - 1))
-        j = min(i + 1, len(cue.mouthing) - 1)
-        w = float(np.clip(x - i, 0.0, 1.0))
+        m = cue.mouthing
+        x = (k + 0.5) / max(n, 1) * len(m) - 0.5  # grapheme position, evenly across the sign
+        i = min(max(math.floor(x), 0), len(m) - 1)  # plain floats: this runs once a frame per session
+        j = min(i + 1, len(m) - 1)
+        w = min(max(x - i, 0.0), 1.0)
         w = w * w * (3 - 2 * w)  # eased from one viseme into the next
-        a, b = np.array(cue.mouthing[i]), np.array(cue.mouthing[j])
-        v[[INDEX["mouth_open"], INDEX["mouth_spread"], INDEX["mouth_round"]]] = a * (1 - w) + b * w
+        for c, name in enumerate(("mouth_open", "mouth_spread", "mouth_round")):
+            v[INDEX[name]] = m[i][c] * (1 - w) + m[j][c] * w
     return v
-
-
-def blink_times(seed: int, until_s: float) -> np.ndarray:
-    """Blink start times (s) up to `until_s`: gaps drawn uniformly in 3–5 s, seeded."""
-    rng = np.random.default_rng(seed)
-    gaps = rng.uniform(3.0, 5.0, size=int(until_s / 3.0) + 2)
-    t = np.cumsum(gaps)
-    return t[t <= until_s]
 
 
 class Life:
@@ -206,4 +199,4 @@ class Life:
 
 def combine(grammar: np.ndarray, life: np.ndarray) -> np.ndarray:
     """Grammar plus life, clipped to each channel's range."""
-    return np.clip(grammar + life, LOW, 1.0).astype(np.float32)
+    return np.minimum(np.maximum(grammar + life, LOW), np.float32(1.0))

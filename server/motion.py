@@ -147,7 +147,7 @@ class Timeline:
         self._cues[unit] = (nonmanual.plan(text, spoken_language(language), words, mouthed),
                             [int(s.frames) for s in segments])
 
-    def _grammar(self, unit: int, segment: int) -> np.ndarray | None:
+    def _grammar(self, unit: int, segment: int, progress: float | None) -> np.ndarray | None:
         u, s, k = self._at
         k = k + 1 if (u, s) == (unit, segment) else 0
         self._at = (unit, segment, k)
@@ -155,6 +155,8 @@ class Timeline:
         if not 0 <= segment < len(cues):
             return None
         n = lengths[segment] if segment < len(lengths) and lengths[segment] > 0 else 15
+        if progress is not None and progress > 0:  # the engine's counter, (k + 1) / n: the sign's length
+            n = int(round((k + 1) / min(progress, 1.0)))
         return nonmanual.word_values(cues[segment], k, max(n, k + 1), self.fps, k)
 
     @property
@@ -167,13 +169,15 @@ class Timeline:
         the frame clock may start it at once instead of at its next tick."""
         return bool(self.buffer) and self.buffer[0].unit != self.last.unit
 
-    def push(self, unit: int, segment: int, kind: str, points: np.ndarray, confidence: np.ndarray) -> None:
-        """A frame of a unit from the engine; a transition is put in front of a unit's first frame."""
+    def push(self, unit: int, segment: int, kind: str, points: np.ndarray, confidence: np.ndarray,
+             progress: float | None = None) -> None:
+        """A frame of a unit from the engine; a transition is put in front of a unit's first frame.
+        `progress`: the engine's counter for the segment (times the non-manual track, e.g. mouthing)."""
         prev = self.buffer[-1] if self.buffer else self.last
         if prev.unit != unit:
             seconds = self.rest_transition_s if prev.kind == "rest" else self.transition_s
             way = ease(prev.points, prev.confidence, points, confidence, seconds, self.fps)
-            face = self._grammar(unit, segment)
+            face = self._grammar(unit, segment, progress)
             a, b = (prev.face if prev.face is not None else 0.0), (face if face is not None else 0.0)
             n = len(way.frames)  # the face eases into the unit's with the hands
             self.buffer.extend(_Frame(p, c, unit, -1, "transition", face=np.float32(a + (b - a) * (i + 1) / (n + 1)))
@@ -181,7 +185,7 @@ class Timeline:
             self._returning.clear()
             self.buffer.append(_Frame(points, confidence, unit, segment, kind, face=face))
             return
-        self.buffer.append(_Frame(points, confidence, unit, segment, kind, face=self._grammar(unit, segment)))
+        self.buffer.append(_Frame(points, confidence, unit, segment, kind, face=self._grammar(unit, segment, progress)))
 
     def event(self, msg: Message) -> list[Message]:
         """Queue an event after everything buffered; returned at once (to send now) if nothing is."""

@@ -321,7 +321,8 @@ class Session:
     def on_frame(self, unit_id: int, frame: UnitFrame) -> None:
         unit = self.units[unit_id]
         self.timeline.cue_unit(unit.id, unit.text, unit.language, unit.segments)  # the non-manual track's rules
-        self.timeline.push(unit.id, frame.segment, unit.segments[frame.segment].kind, frame.points, frame.confidence)
+        self.timeline.push(unit.id, frame.segment, unit.segments[frame.segment].kind, frame.points, frame.confidence,
+                           frame.counter)
         if frame.unit_done:
             unit.state = "done"
             self._live = None

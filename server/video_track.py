@@ -124,6 +124,7 @@ class Stage:
         self._retargeter = Retargeter(studio.avatar.rig, studio.fps, studio.settings)
         self._encoder = _encoder(codec, self.image.shape[1], self.image.shape[0], studio.fps)
         self._pose: PoseFrame | None = None  # the newest pose not yet drawn
+        self._face: np.ndarray | None = None  # the non-manual values of the pose the retargeter holds back
         self._wake = asyncio.Event()
         self._watched = asyncio.Event()  # some viewer's peer is connected: draw and encode only then
         self._keyframe = True
@@ -162,7 +163,7 @@ class Stage:
     def _solve(self, pose: PoseFrame) -> np.ndarray | None:
         """Retarget, FK and skin on a worker thread, draw on the GL thread, compose here."""
         local = self._retargeter.push(pose.points.astype(np.float64), pose.confidence)
-        face, self._face = getattr(self, "_face", None), pose.face  # the retargeter runs a frame behind: so does the face
+        face, self._face = self._face, pose.face  # the retargeter runs a frame behind: so does the face
         if local is None:  # the smoothing's first frame
             return None
         rgba = self.studio.renderer.submit(self.studio.face.world(local, face)).result()

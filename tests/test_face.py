@@ -222,3 +222,75 @@ def test_a_negation_turns_the_head_in_rendered_pixels(stage):
         assert len(cols) > 10
         return float(cols.mean())
     assert iris_x(a) > iris_x(b) + 3.0
+
+
+def test_mouthing_follows_the_engines_counter_not_a_guess():
+    """Pushed with the engine's progress counter, a 17-frame sign mouths its last grapheme at its
+    end (the timeline does not know a sign's length in advance)."""
+    tl = Timeline(25.0, 0.0, 0.0, 0.2)
+    tl.cue_unit(1, "Bub", "sgg", [SimpleNamespace(word="Bub", path="notation", frames=0)])
+    points, conf = rest_pose()
+    for k in range(17):
+        tl.push(1, 0, "sign", points, conf, (k + 1) / 17)
+    faces = []
+    while tl.queued:
+        f = tl.next()[0]
+        if f.segment == 0:
+            faces.append(f.face[INDEX["mouth_round"]])
+    assert len(faces) == 17 and faces[0] == 0 and faces[-1] == 0 and max(faces[6:11]) > 0.95
+
+
+def test_a_live_session_sends_the_track_with_its_frames():
+    """Over a real /ws socket (binary frames): a DSGS yes/no question raises the brows and mouths
+    the word; the rest pose after it breathes."""
+    import aiohttp
+    from test_server_live import live_server, run
+
+    from server.client_cli import LiveClient
+
+    async def main() -> list:
+        async with live_server() as (url, _), aiohttp.ClientSession() as http:
+            client = await LiveClient.connect(http, url, language="sgg", fmt="binary")
+            await client.caption("c1", "Haus?", final=True)
+            got: list = []
+            while not (got and isinstance(got[-1], dict) and got[-1]["type"] == "unit_status"):
+                got.append(await client.recv(timeout=20))
+            while sum(isinstance(m, PoseFrame) and m.unit == 0 for m in got) < 40:  # then at rest again
+                got.append(await client.recv(timeout=20))
+            await client.close()
+            return got
+    got = run(main())
+    unit = next(m for m in got if isinstance(m, dict) and m["type"] == "unit")
+    assert unit["segments"][0]["path"] == "notation"
+    frames = [m for m in got if isinstance(m, PoseFrame)]
+    assert all(f.face is not None and len(f.face) == len(CHANNELS) for f in frames)
+    signed = [f for f in frames if f.unit == unit["unit"] and f.segment == 0]
+    assert signed and all(f.face[INDEX["brow_raise"]] == 1.0 for f in signed)
+    assert max(f.face[INDEX["mouth_open"]] for f in signed) > 0.6  # "au"
+    rest = [f for f in frames if f.unit == 0]
+    assert rest and max(abs(f.face[INDEX["breath"]]) for f in rest) > 0.01
+
+
+def test_avatar_check_says_which_channels_an_avatar_shows(tmp_path):
+    """The bundled avatar shows brows, mouth and head but has no eyelids; a file's VRM expressions
+    are listed (reported, not driven)."""
+    import pygltflib
+    from typer.testing import CliRunner
+
+    from server.avatar.build import ASSET
+    from server.cli import app
+
+    out = CliRunner().invoke(app, ["avatar", "check", str(ASSET), "--json"])
+    assert out.exit_code == 0, out.output
+    report = json.loads(out.output)
+    shown = report["non_manual"]
+    assert shown["brow_raise"] and shown["head_shake"] and shown["mouth_open"] and not shown["blink"]
+    assert report["vrm_expressions"] == []
+    gltf = pygltflib.GLTF2.load(str(ASSET))
+    gltf.extensions = {"VRMC_vrm": {"expressions": {"preset": {"blink": {}, "aa": {}}, "custom": {"smirk": {}}}}}
+    vrm = tmp_path / "with-expressions.glb"
+    gltf.save(str(vrm))
+    out = CliRunner().invoke(app, ["avatar", "check", str(vrm)])
+    assert out.exit_code == 0, out.output
+    assert "cannot show (no bone for them): blink, squint" in out.output
+    assert "VRM expressions in the file (morph targets, not driven yet): blink, aa, smirk" in out.output

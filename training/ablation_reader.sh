@@ -35,12 +35,14 @@ case "${1:-}" in
         $SS train --config "$config" --out "$run" --no-progress > "$run.log" 2>&1 ;;
     eval)
         name=$2; per=${3:-0}
+        je=runs/judge-eval; [[ -f $je/judge.json ]] || je=training/checkpoints/judge-eval      # committed copies
+        jr=runs/judge-reward; [[ -f $jr/judge.json ]] || jr=training/checkpoints/judge-reward  # of the same judges
         case $name in
             default) ckpt=training/checkpoints/default ;;
             *) ckpt=runs/ft-${name//_/-}/best ;;
         esac
         $SS eval --checkpoint "$ckpt" --corpus data/corpus --split test --per-language "$per" --baseline \
-            --backtranslate --judge runs/judge-eval --other-judge runs/judge-reward --json \
+            --backtranslate --judge "$je" --other-judge "$jr" --json \
             > "runs/eval-$name-$per.json" 2> "runs/eval-$name-$per.log" ;;
     *) sed -n 2,13p "$0"; exit 2 ;;
 esac

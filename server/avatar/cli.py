@@ -44,8 +44,9 @@ def check(file: str = typer.Argument(..., help="a glTF 2.0 / VRM humanoid (.glb,
     except AvatarError as exc:
         _fail(exc)
     report = avatar.report()
-    from server.avatar.face import FaceRig
+    from server.avatar.face import FaceRig, vrm_expressions
     report["non_manual"] = FaceRig.of_avatar(avatar).channels()  # which face/head channels it can show
+    report["vrm_expressions"] = vrm_expressions(file)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
@@ -65,6 +66,8 @@ def check(file: str = typer.Argument(..., help="a glTF 2.0 / VRM humanoid (.glb,
     typer.echo(f"  non-manual channels shown: {', '.join(shown) or 'none'}")
     if lacking:
         typer.echo(f"  non-manual channels it cannot show (no bone for them): {', '.join(lacking)}")
+    if report["vrm_expressions"]:
+        typer.echo(f"  VRM expressions in the file (morph targets, not driven yet): {', '.join(report['vrm_expressions'])}")
 
 
 def render(input: str = typer.Argument(None, help="a .pose or .skels file (or give --captions)"),

@@ -21,12 +21,17 @@ the rotations stream sends `ready_fields` so the browser (client/avatar-view.js)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from engines.nonmanual import CHANNELS, INDEX
 from server.avatar.rig import Rig
 from server.avatar.rotations import axis_angle, project_to_rotation
+
+if TYPE_CHECKING:
+    from server.avatar.gltf import Avatar
 
 # Channel → the bones (any of) that show it.
 _NEEDS: dict[str, tuple[str, ...]] = {
@@ -62,6 +67,12 @@ class FaceRig:
     bones: dict[str, int]
     pivots: dict[str, np.ndarray] = field(default_factory=dict)  # bind-space centre of each leaf's geometry
     unit: float = 0.07  # head-relative unit (avatar units): the distance between the brows
+    _bind_rot: np.ndarray = field(init=False, repr=False)  # (J, 3, 3) cached: the per-frame work is small products only
+    _bind_inv: np.ndarray = field(init=False, repr=False)  # (J, 4, 4)
+
+    def __post_init__(self) -> None:
+        self._bind_rot = project_to_rotation(self.rig.bind[:, :3, :3])
+        self._bind_inv = np.linalg.inv(self.rig.bind)
 
     @classmethod
     def of(cls, rig: Rig, positions: np.ndarray | None = None, joints: np.ndarray | None = None,
@@ -90,7 +101,7 @@ class FaceRig:
         return cls(rig, bones, pivots, unit)
 
     @classmethod
-    def of_avatar(cls, avatar) -> FaceRig:  # avatar: server.avatar.gltf.Avatar
+    def of_avatar(cls, avatar: Avatar) -> FaceRig:
         m = avatar.mesh
         return cls.of(avatar.rig, m.positions, m.joints, m.weights)
 
@@ -108,7 +119,7 @@ class FaceRig:
     # --- before FK ---------------------------------------------------------------------------
 
     def _turn_bone(self, local: np.ndarray, j: int, rot_world: np.ndarray) -> None:
-        b = project_to_rotation(self.rig.bind[j, :3, :3])
+        b = self._bind_rot[j]
         local[j] = local[j] @ (b.T @ rot_world @ b)  # a canonical-axes turn, in the bone's own frame
 
     def turn(self, local: np.ndarray, face: np.ndarray | None) -> np.ndarray:
@@ -137,7 +148,7 @@ class FaceRig:
         raise_, furrow = float(face[INDEX["brow_raise"]]), float(face[INDEX["brow_furrow"]])
         out: dict[str, np.ndarray] = {}
         for name, side in (("browLeft", 1.0), ("browRight", -1.0)):
-            if name not in self.pivots:
+            if name not in self.pivots or not (raise_ or furrow):  # at rest: nothing to deform
                 continue
             p = self.pivots[name]
             # Furrow: down, towards the middle, inner end lower (a slant about the brow's centre).
@@ -147,8 +158,8 @@ class FaceRig:
             e = _translate(np.array([-side * 0.06 * u * furrow, (0.20 * raise_ - 0.08 * furrow) * u, (0.04 * raise_ + 0.06 * furrow) * u])) \
                 @ _translate(p) @ slant @ _translate(-p)
             out[name] = e
-        if "jaw" in self.pivots:
-            o, s, r = (float(face[INDEX[c]]) for c in ("mouth_open", "mouth_spread", "mouth_round"))
+        o, s, r = (float(face[INDEX[c]]) for c in ("mouth_open", "mouth_spread", "mouth_round"))
+        if "jaw" in self.pivots and (o or s or r):
             p = self.pivots["jaw"]
             scale = np.diag([max(0.3, 1 + 0.35 * s - 0.40 * r), 1 + 2.2 * o + 0.8 * r, 1.0, 1.0])
             out["jaw"] = _translate(np.array([0.0, -0.05 * u * o, 0.0])) @ _translate(p) @ scale @ _translate(-p)
@@ -166,7 +177,7 @@ class FaceRig:
         out = np.array(world, dtype=np.float64)
         for name, e in self.deformations(face).items():
             j = self.bones[name]
-            out[j] = out[j] @ np.linalg.solve(self.rig.bind[j], e @ self.rig.bind[j])
+            out[j] = out[j] @ self._bind_inv[j] @ e @ self.rig.bind[j]
         return out
 
     def world(self, local: np.ndarray, face: np.ndarray | None) -> np.ndarray:
@@ -178,6 +189,20 @@ def _translate(v: np.ndarray) -> np.ndarray:
     m = np.eye(4)
     m[:3, 3] = v
     return m
+
+
+def vrm_expressions(path: str | Path) -> list[str]:
+    """The expressions (VRM 1.0 `VRMC_vrm.expressions`) or blend shape groups (VRM 0.x) a file
+    declares: `avatar check` lists them. They are morph targets, which the renderer does not draw
+    yet, so they are reported, not driven."""
+    from server.avatar.gltf import _open
+
+    ext = _open(Path(path)).extensions or {}
+    expressions = (ext.get("VRMC_vrm") or {}).get("expressions") or {}
+    names = [*(expressions.get("preset") or {}), *(expressions.get("custom") or {})]
+    groups = ((ext.get("VRM") or {}).get("blendShapeMaster") or {}).get("blendShapeGroups") or []
+    names += [str(g.get("presetName") or g.get("name")) for g in groups if isinstance(g, dict)]
+    return names
 
 
 def head_rotation(nod: float, shake: float, tilt: float) -> np.ndarray:

@@ -51,7 +51,7 @@ def train_cmd(
 
 @backtranslate_app.command("eval")
 def eval_cmd(
-    judge: Path = typer.Option(Path("training/checkpoints/judge"), "--judge", help="judge folder"),
+    judge: Path = typer.Option(Path("training/checkpoints/judge-eval"), "--judge", help="judge folder"),
     corpus: Path = typer.Option(Path("data/corpus"), "--corpus", help="corpus folder (references)"),
     split: str = typer.Option("test", "--split", help="train, dev or test"),
     poses: Path = typer.Option(None, "--poses", help="generated poses, <lang>/<split>.skels line-aligned with the corpus"),
