@@ -384,10 +384,13 @@ def test_signstream_eval_reports_backtranslation_beside_the_reference(tiny_judge
     tokenizer.save(checkpoint / "tokenizer.model")
     res = CliRunner().invoke(app, ["eval", "--checkpoint", str(checkpoint), "--corpus", str(small_corpus), "--per-language", "2",
                                    "--max-frames", "20", "--cache", str(tmp_path / "cache"), "--backtranslate",
-                                   "--judge", str(tiny_judge), "--json"])
+                                   "--judge", str(tiny_judge), "--other-judge", str(tiny_judge), "--json"])
     assert res.exit_code == 0, res.output
     bt = json.loads(res.stdout)["backtranslation"]
     assert bt["generated"]["n"] == bt["reference"]["n"] == 4
+    # A further judge reads the very same generated poses (here the same judge: the same scores).
+    other = json.loads(res.stdout)["backtranslation_other"][str(tiny_judge)]
+    assert other["generated"]["cer"] == bt["generated"]["cer"] and other["reference"]["cer"] == bt["reference"]["cer"]
     assert {s["reference"] for s in bt["generated"]["samples"]} == {s["reference"] for s in bt["reference"]["samples"]}
     records = read_split(small_corpus / "ase", "test")[:2] + read_split(small_corpus / "gsg", "test")[:2]
     assert bt["reference"]["cer"] == score_poses(tiny_judge, records, [r.sequence for r in records])["reference"]["cer"]
