@@ -33,7 +33,8 @@ def ws_url(server: str) -> str:
 
 def _pose_from_json(d: dict[str, Any]) -> PoseFrame:
     return PoseFrame(d["unit"], d["segment"], d["frame"], d["t"], d["kind"],
-                     np.asarray(d["points"], dtype=np.float32), np.asarray(d["confidence"], dtype=np.float32))
+                     np.asarray(d["points"], dtype=np.float32), np.asarray(d["confidence"], dtype=np.float32),
+                     np.asarray(d["face"], dtype=np.float32) if d.get("face") is not None else None)
 
 
 @dataclass
@@ -161,7 +162,14 @@ def save_frames(frames: list[PoseFrame], fps: float, out: Path) -> None:
     if not frames:
         raise ValueError("no pose frames to save (nothing was signed)")
     seq = PoseSequence(np.stack([f.points for f in frames]), np.stack([f.confidence for f in frames]), fps)
-    write_pose(seq, out)
+    face = None
+    if any(f.face is not None for f in frames):  # the non-manual track, NaN where a frame had none
+        n = max(len(f.face) for f in frames if f.face is not None)
+        face = np.full((len(frames), n), np.nan, dtype=np.float32)
+        for i, f in enumerate(frames):
+            if f.face is not None:
+                face[i, :len(f.face)] = f.face
+    write_pose(seq, out, face)
 
 
 async def say(server: str, lines: AsyncIterator[str], language: str | None, out: Path | None,
@@ -185,7 +193,8 @@ async def say(server: str, lines: AsyncIterator[str], language: str | None, out:
             if out is None and isinstance(msg, PoseFrame) and msg.unit:
                 print(json.dumps({"unit": msg.unit, "segment": msg.segment, "frame": msg.frame, "t": round(msg.t, 4),
                                   "kind": msg.kind, "points": np.round(msg.points, 4).tolist(),
-                                  "confidence": np.round(msg.confidence, 3).tolist()}))
+                                  "confidence": np.round(msg.confidence, 3).tolist(),
+                                  **({} if msg.face is None else {"face": np.round(msg.face.astype(np.float64), 3).tolist()})}))
 
         sender = asyncio.create_task(send_lines())
         seen = await collect(client, sent_all, Collected(), show)

@@ -38,6 +38,9 @@ CLOCK_RATE = 90000  # RTP video clock
 BITRATE = 1_000_000  # fixed: one encode serves every viewer, so no per-viewer rate adaptation
 _RESYNC_PERIODS = 3  # a clock this many frames late skips ahead instead of bursting
 _STEADY = 3  # after this many equal poses the retargeter's smoothing has settled: stop redrawing
+# At rest only the slow life moves (breathing, sway, blinks): drawing it at this rate instead of the
+# full frame rate keeps an idle stream cheap (a render is ~10 ms; 25 a second for nobody signing).
+_REST_DRAW_FPS = 8.0
 _QUEUE = 12  # packets a viewer may fall behind (~0.5 s) before it is resynchronised on a keyframe
 
 RGB = tuple[int, int, int]
@@ -173,6 +176,8 @@ class Stage:
         loop = asyncio.get_running_loop()
         last: PoseFrame | None = None
         same = 0  # poses in a row equal to the one before
+        rest_every = max(1, round(self.studio.fps / _REST_DRAW_FPS))
+        rest_drawn = -rest_every  # frame index of the last rest pose drawn
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -183,6 +188,10 @@ class Stage:
             last = pose
             if same > _STEADY:  # the rest pose while idle: the smoothed picture no longer changes
                 continue
+            if pose.kind == "rest" and same == 0 and 0 <= pose.frame - rest_drawn < rest_every:
+                continue  # idle life at _REST_DRAW_FPS
+            if pose.kind == "rest":
+                rest_drawn = pose.frame
             image = await loop.run_in_executor(None, self._solve, pose)
             if image is not None:
                 self.image = image

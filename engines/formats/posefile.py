@@ -3,6 +3,11 @@
 Our component, SIGNSTREAM_50, stores canonical points in the image space of a 512×512 frame
 (neck at (256, 192), 128 px per shoulder width) so that pose-format's own tools can draw it; the
 conversion is fixed, so a round trip is exact to float32 precision.
+
+The non-manual track (engines/nonmanual.py) rides along as a second component,
+SIGNSTREAM_NON_MANUAL: one point per channel (named as `CHANNELS`), the value in x, y = z = 0,
+confidence 1 (0 for a frame that had no track). Readers that do not know it load the file alike
+and may ignore it; `read_pose_and_face` returns it, (T, len(CHANNELS)) in `CHANNELS` order.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from engines.skeleton import (
 )
 
 COMPONENT = "SIGNSTREAM_50"
+NON_MANUAL = "SIGNSTREAM_NON_MANUAL"
 _FRAME_SIZE = 512
 
 
@@ -55,6 +61,13 @@ LEXICON_DEPTH = MediaPipeDepth()
 
 def read_pose(path: str | Path, depth: MediaPipeDepth = LEXICON_DEPTH) -> PoseSequence:
     """Read a `.pose` file holding our component or MediaPipe Holistic landmarks."""
+    return read_pose_and_face(path, depth)[0]
+
+
+def read_pose_and_face(path: str | Path,
+                       depth: MediaPipeDepth = LEXICON_DEPTH) -> tuple[PoseSequence, np.ndarray | None]:
+    """`read_pose`, and the file's non-manual track: (T, len(CHANNELS)) float32 in `CHANNELS`
+    order (a channel the file lacks, or a frame without the track, is 0), or None without one."""
     path = Path(path)
     try:
         pose = Pose.read(path.read_bytes())
@@ -76,7 +89,7 @@ def read_pose(path: str | Path, depth: MediaPipeDepth = LEXICON_DEPTH) -> PoseSe
         start = offsets[COMPONENT]
         pts = data[:, start : start + NUM_JOINTS]
         c = conf[:, start : start + NUM_JOINTS]
-        return _sequence(path, image_to_canonical_fixed(pts, _FRAME_SIZE), c, fps)
+        return _sequence(path, image_to_canonical_fixed(pts, _FRAME_SIZE), c, fps), _face(pose.header, data, conf)
     need = ("POSE_LANDMARKS", "LEFT_HAND_LANDMARKS", "RIGHT_HAND_LANDMARKS")
     missing = [n for n in need if n not in names]
     if missing:
@@ -87,7 +100,23 @@ def read_pose(path: str | Path, depth: MediaPipeDepth = LEXICON_DEPTH) -> PoseSe
         canonical = image_to_canonical(pts, c)
     except ValueError as exc:
         raise PoseFormatError(path, "body", str(exc)) from None
-    return _sequence(path, canonical, c, fps)
+    return _sequence(path, canonical, c, fps), _face(pose.header, data, conf)
+
+
+def _face(header: PoseHeader, data: np.ndarray, conf: np.ndarray) -> np.ndarray | None:
+    """The SIGNSTREAM_NON_MANUAL component's values, by channel name, or None."""
+    from engines.nonmanual import CHANNELS
+
+    comp = next((c for c in header.components if c.name == NON_MANUAL), None)
+    if comp is None:
+        return None
+    start = _offsets(header)[NON_MANUAL]
+    face = np.zeros((len(data), len(CHANNELS)), dtype=np.float32)
+    for k, name in enumerate(comp.points):
+        if name in CHANNELS:
+            i = start + k
+            face[:, CHANNELS.index(name)] = np.where(conf[:, i] > 0, np.nan_to_num(data[:, i, 0]), 0.0)
+    return face
 
 
 def _sequence(path: Path, pts: np.ndarray, conf: np.ndarray, fps: float) -> PoseSequence:
@@ -137,8 +166,9 @@ def _from_holistic(data: np.ndarray, conf: np.ndarray, offsets: dict[str, int], 
     return pts, c
 
 
-def write_pose(seq: PoseSequence, path: str | Path) -> None:
-    """Write a sequence as a `.pose` file with our SIGNSTREAM_50 component."""
+def write_pose(seq: PoseSequence, path: str | Path, face: np.ndarray | None = None) -> None:
+    """Write a sequence as a `.pose` file with our SIGNSTREAM_50 component, and with `face`
+    ((T, N) values, NaN rows for frames without the track) a SIGNSTREAM_NON_MANUAL component."""
     comp = PoseHeaderComponent(
         name=COMPONENT,
         points=list(JOINT_NAMES),
@@ -146,10 +176,26 @@ def write_pose(seq: PoseSequence, path: str | Path) -> None:
         colors=[(255, 255, 255)] * NUM_BODY + [(0, 200, 0)] * NUM_HAND + [(200, 0, 0)] * NUM_HAND,
         point_format="XYZC",
     )
-    header = PoseHeader(0.1, PoseHeaderDimensions(_FRAME_SIZE, _FRAME_SIZE, _FRAME_SIZE), [comp])
-    pts = canonical_to_image(seq.frames, _FRAME_SIZE)[:, None]
-    mask = np.broadcast_to((seq.confidence <= 0)[:, None, :, None], pts.shape)
-    body = NumPyPoseBody(fps=seq.fps, data=np.ma.masked_array(pts, mask=mask), confidence=seq.confidence[:, None])
+    components = [comp]
+    pts = canonical_to_image(seq.frames, _FRAME_SIZE)
+    conf = seq.confidence
+    if face is not None:
+        from engines.nonmanual import CHANNELS
+
+        face = np.asarray(face, dtype=np.float32).reshape(len(seq), -1)
+        n = face.shape[1]
+        components.append(PoseHeaderComponent(
+            name=NON_MANUAL, points=[CHANNELS[i] if i < len(CHANNELS) else f"channel_{i}" for i in range(n)],
+            limbs=[], colors=[(255, 255, 0)] * n, point_format="XYZC"))
+        known = np.isfinite(face).all(axis=1, keepdims=True)
+        values = np.zeros((len(seq), n, 3), dtype=np.float32)
+        values[..., 0] = np.where(known, face, 0.0)
+        pts = np.concatenate([pts, values], axis=1)
+        conf = np.concatenate([conf, np.broadcast_to(known, face.shape).astype(np.float32)], axis=1)
+    header = PoseHeader(0.1, PoseHeaderDimensions(_FRAME_SIZE, _FRAME_SIZE, _FRAME_SIZE), components)
+    pts = pts[:, None]
+    mask = np.broadcast_to((conf <= 0)[:, None, :, None], pts.shape)
+    body = NumPyPoseBody(fps=seq.fps, data=np.ma.masked_array(pts, mask=mask), confidence=conf[:, None])
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as f:
         Pose(header, body).write(f)

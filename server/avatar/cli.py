@@ -137,13 +137,14 @@ def _render_overlay(cfg, captions: Path, output: Path, language: str | None, ava
 
 
 def _read_input(path: Path, fps: float, line: int, skels_scale: float):
+    """The clip, and its non-manual track (None: none in the file; .skels files carry none)."""
     from engines.errors import PoseFormatError
-    from engines.formats.posefile import read_pose
+    from engines.formats.posefile import read_pose_and_face
     from engines.formats.prompt2sign import parse_skels
 
     suffix = path.suffix.lower()
     if suffix == ".pose":
-        return read_pose(path)
+        return read_pose_and_face(path)
     if suffix == ".skels":
         if not path.is_file():
             raise PoseFormatError(path, None, "no such file")
@@ -151,7 +152,7 @@ def _read_input(path: Path, fps: float, line: int, skels_scale: float):
         if not 1 <= line <= len(lines):
             raise PoseFormatError(path, f"line {line}", f"the file has {len(lines)} sequences")
         seq, _ = parse_skels(lines[line - 1], fps, skels_scale, where=(path, line))
-        return seq
+        return seq, None
     raise PoseFormatError(path, None, "render reads .pose or .skels files; for text, save a pose stream first "
                                       "with `signstream say TEXT --out clip.pose`")
 
@@ -159,24 +160,50 @@ def _read_input(path: Path, fps: float, line: int, skels_scale: float):
 def _render(cfg, input_path: Path, output: Path, avatar_path: str | None, frame: int | None, line: int,
             skels_scale: float) -> None:
     from server.avatar.errors import RenderError
+    from server.avatar.face import FaceRig
     from server.avatar.retarget import retarget_sequence
-    from server.avatar.video import VIDEO_SUFFIXES, check_output, open_renderer, render_frames, write_png, write_video
+    from server.avatar.video import VIDEO_SUFFIXES, check_output, open_renderer, write_png, write_video
 
     v = cfg.video
     rgba = len(v.background) == 4 and v.background[3] < 1.0
     check_output(output, rgba)
-    seq = _read_input(input_path, float(v.fps), line, skels_scale).resample(float(v.fps))
+    raw, face = _read_input(input_path, float(v.fps), line, skels_scale)
+    seq = raw.resample(float(v.fps))
     if len(seq) == 0:
         raise RenderError(f"{input_path}: no frames to render")
+    faces = _resample_track(face, raw.fps, float(v.fps), len(seq)) if face is not None else [None] * len(seq)
     model, settings, renderer = open_renderer(cfg, avatar_path, v.background)
+    face_rig = FaceRig.of_avatar(model)  # head turns, brows, mouth and eyelids from the file's track
     rotations = retarget_sequence(model.rig, seq, settings)
     with renderer:
         if output.suffix.lower() not in VIDEO_SUFFIXES:
             index = len(seq) // 2 if frame is None else frame
             if not 0 <= index < len(seq):
                 raise RenderError(f"--frame {index}: the clip has frames 0 to {len(seq) - 1}")
-            write_png(renderer.render(model.rig.fk(rotations[index])), output)
+            write_png(renderer.render(face_rig.world(rotations[index], faces[index])), output)
             typer.echo(f"{output}: frame {index} of {len(seq)}")
             return
-        count = write_video(render_frames(renderer, model.rig, rotations), output, float(v.fps), rgba)
+
+        def images():  # skins the next frame while the GL thread draws this one
+            pending = None
+            for rot, f in zip(rotations, faces):
+                job = renderer.submit(face_rig.world(rot, f))
+                if pending is not None:
+                    yield pending.result()
+                pending = job
+            if pending is not None:
+                yield pending.result()
+
+        count = write_video(images(), output, float(v.fps), rgba)
     typer.echo(f"{output}: {count} frames at {v.fps} fps, {v.width}×{v.height}")
+
+
+def _resample_track(face, src_fps: float, fps: float, n: int):
+    """The non-manual track (T, C) at `fps`, n frames (as PoseSequence.resample times them), linearly."""
+    import numpy as np
+
+    t = np.minimum(np.arange(n) * (src_fps / fps), len(face) - 1)
+    i0 = np.floor(t).astype(int)
+    i1 = np.minimum(i0 + 1, len(face) - 1)
+    w = (t - i0)[:, None].astype(np.float32)
+    return list(face[i0] * (1 - w) + face[i1] * w)
