@@ -8,10 +8,9 @@ generation per step), so the scheduler treats both alike.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-from engines.engine import Kind, StepOutput
+from engines.engine import Kind
 from engines.lexicon import (
     Alphabet,
     CannotSpell,
@@ -24,26 +23,21 @@ from engines.lexicon import (
 )
 from engines.formats.posefile import read_pose
 from engines.langgloss import format_gloss
+from engines.playback import SequencePlayback
 from engines.sequence import PoseSequence
 
 
-@dataclass
-class _Generation:
-    sequence: PoseSequence
-    cursor: int = 0
-
-
-class LexiconBackend:
+class LexiconBackend(SequencePlayback):
     """Signs words from a sign lexicon (optional) and fingerspells from an alphabet lexicon."""
 
     name = "lexicon"
 
     def __init__(self, fps: float, alphabet_dir: str | Path | None = None, sign_dir: str | Path | None = None) -> None:
+        super().__init__()
         self.fps = fps
         self.alphabets: dict[str, Alphabet] = load_alphabets(alphabet_dir)
         self.signs: dict[tuple[str, str], Entry] = best_entries(read_index(sign_dir)) if sign_dir else {}
         self.languages = frozenset(self.alphabets) | frozenset(lang for lang, _ in self.signs)
-        self._live: dict[int, _Generation] = {}
 
     def plan(self, word: str, language: str) -> tuple[str, Kind] | str:
         sign = self.signs.get((language, fold(word)))
@@ -64,24 +58,4 @@ class LexiconBackend:
         if sign is not None:
             return read_pose(sign.path).trim().resample(self.fps)  # a sign keeps its own tempo
         return fingerspell(self.alphabets[language].spell(word), self.fps)
-
-    def begin(self, key: int, word: str, language: str) -> None:
-        self._live[key] = _Generation(self.sequence(word, language))
-
-    def step(self, keys: list[int]) -> dict[int, StepOutput]:
-        out = {}
-        for key in keys:
-            gen = self._live[key]
-            seq, i = gen.sequence, gen.cursor
-            gen.cursor += 1
-            out[key] = StepOutput(seq.frames[i], seq.confidence[i], float(gen.cursor / len(seq)),
-                                  gen.cursor >= len(seq))
-        return out
-
-    def end(self, key: int) -> None:
-        self._live.pop(key, None)
-
-    @property
-    def live(self) -> int:
-        return len(self._live)
 

@@ -14,16 +14,16 @@ generations, so no pose of one unit can leak into another.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from engines.engine import Kind, StepOutput
+from engines.engine import Kind
 from engines.german_glosses import dropped, glosses
 from engines.lexicon import fold
 from engines.notation.lexicon import NotationEntry, NotationLexicon, gloss_key
 from engines.notation.reader import read_hamnosys
 from engines.notation.synthesizer import synthesize
+from engines.playback import SequencePlayback
 from engines.sequence import PoseSequence, concatenate
 from engines.tokenizer import language_marker
 
@@ -38,26 +38,20 @@ class Fallback(str):
     reported = True
 
 
-@dataclass
-class _Generation:
-    sequence: PoseSequence
-    cursor: int = 0
-
-
-class NotationBackend:
+class NotationBackend(SequencePlayback):
     """Signs words from notation lexicons, one sign language each."""
 
     name = "notation"
 
     def __init__(self, fps: float, letters: Path | None, lexicons: dict[str, NotationLexicon],
                  lemmas: dict[str, dict[str, str]] | None = None) -> None:
+        super().__init__()
         self.fps = fps
         self.letters = letters
         self.lexicons = lexicons
         self.lemmas = lemmas or {}  # language → word form → lemma (german_glosses)
         self._words = {lang: lex.by_word() for lang, lex in lexicons.items()}
         self.languages = frozenset(lexicons)
-        self._live: dict[int, _Generation] = {}
 
     # --- planning ---------------------------------------------------------------------------------
 
@@ -106,26 +100,6 @@ class NotationBackend:
     def sign(self, entry: NotationEntry) -> PoseSequence:
         """One sign's frames, cached by its notation (the same sign is synthesized once)."""
         return _synthesized(entry.hamnosys, self.fps, self.letters)
-
-    def begin(self, key: int, word: str, language: str) -> None:
-        self._live[key] = _Generation(self.sequence(word, language))
-
-    def step(self, keys: list[int]) -> dict[int, StepOutput]:
-        out = {}
-        for key in keys:
-            gen = self._live[key]
-            seq, i = gen.sequence, gen.cursor
-            gen.cursor += 1
-            done = gen.cursor >= len(seq)
-            out[key] = StepOutput(seq.frames[i], seq.confidence[i], float(gen.cursor / len(seq)), done)
-        return out
-
-    def end(self, key: int) -> None:
-        self._live.pop(key, None)
-
-    @property
-    def live(self) -> int:
-        return len(self._live)
 
 
 @lru_cache(maxsize=4096)
