@@ -119,6 +119,14 @@ _SEGMENT = {
 }
 _UNIT_ID = {"type": "integer", "minimum": 1, "description": "unit id, unique in the session"}
 _FRAME_KINDS = ["rest", "transition", "sign", "fingerspelling"]
+# What a pose frame and a rotations frame both say about their place in the stream.
+_FRAME_FIELDS: dict[str, Any] = {
+    "unit": {"type": "integer", "minimum": 0, "description": "0 = no unit (rest pose)"},
+    "segment": {"type": "integer", "minimum": -1, "description": "-1 = between segments"},
+    "frame": {"type": "integer", "minimum": 0, "description": "index in the session's stream"},
+    "t": {"type": "number", "description": "stream time in seconds = frame / fps"},
+    "kind": {"enum": _FRAME_KINDS},
+}
 
 SERVER_SCHEMAS: dict[str, dict[str, Any]] = {
     "ready": {
@@ -181,11 +189,7 @@ SERVER_SCHEMAS: dict[str, dict[str, Any]] = {
         "description": "binary form: see 'Binary pose frames'",
         "properties": {
             "type": {"const": "pose"},
-            "unit": {"type": "integer", "minimum": 0, "description": "0 = no unit (rest pose)"},
-            "segment": {"type": "integer", "minimum": -1, "description": "-1 = between segments"},
-            "frame": {"type": "integer", "minimum": 0, "description": "index in the session's stream"},
-            "t": {"type": "number", "description": "stream time in seconds = frame / fps"},
-            "kind": {"enum": _FRAME_KINDS},
+            **_FRAME_FIELDS,
             "points": {"type": "array", "minItems": NUM_JOINTS, "maxItems": NUM_JOINTS,
                        "items": {"type": "array", "minItems": 3, "maxItems": 3, "items": {"type": "number"}}},
             "confidence": {"type": "array", "minItems": NUM_JOINTS, "maxItems": NUM_JOINTS, "items": {"type": "number"}},
@@ -230,11 +234,7 @@ SERVER_SCHEMAS: dict[str, dict[str, Any]] = {
         "description": "hello.frames = rotations; binary form: see 'Rotation frames'",
         "properties": {
             "type": {"const": "rotations"},
-            "unit": {"type": "integer", "minimum": 0, "description": "0 = no unit (rest pose)"},
-            "segment": {"type": "integer", "minimum": -1, "description": "-1 = between segments"},
-            "frame": {"type": "integer", "minimum": 0, "description": "index in the session's stream"},
-            "t": {"type": "number", "description": "stream time in seconds = frame / fps"},
-            "kind": {"enum": _FRAME_KINDS},
+            **_FRAME_FIELDS,
             "rotations": {"type": "array", "description": "per bone of ready.bones: local rotation x, y, z, w",
                           "items": {"type": "array", "minItems": 4, "maxItems": 4, "items": {"type": "number"}}},
             "root": {"type": "array", "minItems": 3, "maxItems": 3, "items": {"type": "number"},
