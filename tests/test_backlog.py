@@ -11,22 +11,13 @@ from typing import Any
 import pytest
 
 from engines.engine import Segment
-from engines.loader import open_scheduler
 from engines.textnorm import tokenize
 from server.config import Config, load_config
-from server.engine_loop import EngineLoop
-from server.metrics import Metrics
-from server.protocol import SERVER_SCHEMAS, Caption, Hello, Message, PoseFrame, ServerMessage, schema_errors
-from server.session import Session
+import session_stream
+from session_stream import scheduler  # noqa: F401  (the fixture)
 
 # DSGS lexicon words the bundled engine signs (HEUTE, REGEN, HAUS, FAMILIE), and names it spells.
 SIGNS = ("Heute", "Regen", "Haus", "Familie")
-
-
-@pytest.fixture(scope="module")
-def scheduler():
-    cfg = load_config()
-    return open_scheduler(cfg.engine, float(cfg.video.fps))
 
 
 def _behind_soon(cfg: Config) -> Config:
@@ -35,47 +26,8 @@ def _behind_soon(cfg: Config) -> Config:
     return cfg
 
 
-class Stream:
-    """A session driven frame by frame, as server/overlay.py drives one: captions at their times."""
-
-    def __init__(self, scheduler, language: str, cfg: Config) -> None:
-        self.cfg = cfg
-        self.fps = float(cfg.video.fps)
-        self.language = language
-        self.messages: list[dict[str, Any]] = []
-        self.on_screen: dict[int, set[int]] = {}  # unit → segments that had a frame on screen
-        self.captions: dict[str, str] = {}
-        self.engine = EngineLoop(scheduler, Metrics())
-        self.session = Session(1, cfg, self.engine, Metrics(), self._receive, lambda code: None, authed=True)
-        self.session.feed(Hello(language=language, idle_frames=False), 0.0)
-        self.index = 0
-
-    def _receive(self, msg: ServerMessage) -> None:
-        if isinstance(msg, PoseFrame):
-            if msg.unit and msg.segment >= 0:
-                self.on_screen.setdefault(msg.unit, set()).add(msg.segment)
-        elif isinstance(msg, Message):
-            fields = {"type": msg.type, **msg.fields}
-            assert schema_errors(SERVER_SCHEMAS[msg.type], fields) == [], fields
-            self.messages.append(fields)
-
-    def caption(self, line: str, text: str) -> None:
-        self.captions[line] = text
-        self.session.feed(Caption(line, text, final=True), self.index / self.fps)
-
-    def play(self, seconds: float | None = None) -> None:
-        """Advance the clock `seconds`, or until every unit has its status."""
-        stop = None if seconds is None else self.index + round(seconds * self.fps)
-        while (self.index < stop) if stop is not None else self.session.units:
-            self.engine.pump()
-            self.session.tick(self.index / self.fps)
-            self.index += 1
-            assert self.index < 30000, "signing never ended"
-
-    def units(self) -> dict[int, dict[str, Any]]:
-        return {m["unit"]: m for m in self.messages if m["type"] == "unit"}
-
-    def statuses(self) -> dict[int, dict[str, Any]]:
+class Stream(session_stream.Stream):
+    def statuses(self) -> dict[int, dict[str, Any]]:  # type: ignore[override]  # by unit, each once
         got: dict[int, dict[str, Any]] = {}
         for m in self.messages:
             if m["type"] == "unit_status":
