@@ -40,6 +40,37 @@ def server() -> Iterator[str]:
 async def launch(p, args: list[str] = WEBGL_ARGS):
     return await p.chromium.launch(executable_path=str(CHROMIUM), args=args)
 
+def page_pictures(server: str, frames: list[str], size: tuple[int, int]) -> list[np.ndarray]:
+    """The page's own pictures of these binary rotation frames (base64), each held still on GREEN."""
+    from PIL import Image
+    from playwright.async_api import async_playwright
+
+    async def main() -> list[np.ndarray]:
+        async with async_playwright() as p:
+            browser = await launch(p)
+            try:
+                page = await browser.new_page()
+                await page.goto(server + "/")
+                await page.wait_for_function(_DRAWN, timeout=30000)
+                scene = "[document.getElementById('scene').width, document.getElementById('scene').height]"
+                assert await page.evaluate(scene) == list(size)
+                out = []
+                for b64 in frames:
+                    url = await page.evaluate("""async ([b64, bg]) => {
+                      const mod = await import('/client/avatar-view.js');
+                      const view = document.getElementById('scene').avatarView;
+                      view.setBackground(bg);
+                      const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+                      view.hold(mod.decodeRotations(bytes.buffer));
+                      return document.getElementById('scene').toDataURL('image/png'); }""", [b64, list(GREEN)])
+                    out.append(np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB")))
+                return out
+            finally:
+                await browser.close()
+
+    return asyncio.run(asyncio.wait_for(main(), 90))
+
+
 
 _DRAWN = "(() => { const v = document.getElementById('scene').avatarView; return !!v && v.draws > 0; })()"
 # The picture scaled to 128×128, every 4th value (cheap to take on a loaded machine): of the page's own
@@ -100,9 +131,6 @@ def test_page_draws_the_servers_picture(server: str, alphabets):
     """Ten letters retargeted by the server's code: pyrender's frame here, and the page's frame for
     the same rotations sent as a binary rotation frame: the silhouettes agree (IoU ≥ 0.9), in the
     whole picture and around the signing hand, where the fingers make the difference."""
-    from PIL import Image
-    from playwright.async_api import async_playwright
-
     from engines.lexicon import entry_clip
     from server.avatar.render import AvatarRenderer
     from server.avatar.retarget import Retargeter, RetargetSettings
@@ -135,28 +163,7 @@ def test_page_draws_the_servers_picture(server: str, alphabets):
     frames = [base64.b64encode(encode(RotationFrame(0, -1, 0, 0.0, "rest", matrix_to_quat(local[rig.joints]).astype(np.float32),
                                                     np.zeros(3, np.float32)), "binary")).decode() for local in poses]
 
-    async def main() -> list[np.ndarray]:
-        async with async_playwright() as p:
-            browser = await launch(p)
-            try:
-                page = await browser.new_page()
-                await page.goto(server + "/")
-                await page.wait_for_function(_DRAWN, timeout=30000)
-                assert await page.evaluate("[document.getElementById('scene').width, document.getElementById('scene').height]") == list(size)
-                out = []
-                for b64 in frames:
-                    url = await page.evaluate("""async ([b64, bg]) => {
-                      const mod = await import('/client/avatar-view.js');
-                      const view = document.getElementById('scene').avatarView;
-                      view.setBackground(bg);
-                      const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-                      view.hold(mod.decodeRotations(bytes.buffer));
-                      return document.getElementById('scene').toDataURL('image/png'); }""", [b64, list(GREEN)])
-                    out.append(np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB")))
-                return out
-            finally:
-                await browser.close()
-    page_images = asyncio.run(asyncio.wait_for(main(), 90))
+    page_images = page_pictures(server, frames, size)
 
     whole, hands, crossed = [], [], []
     for i, (s, pg, box) in enumerate(zip(server_images, page_images, boxes)):

@@ -3,13 +3,11 @@ server's renderer does: brows, mouth and head of a frame's `face` land where pyr
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import io
 
 import numpy as np
 import pytest
-from test_browser_webgl import _DRAWN, GREEN, launch, server  # noqa: F401  (server: the module's fixture)
+from test_browser_webgl import GREEN, page_pictures, server  # noqa: F401  (server: the module's fixture)
 
 from engines.nonmanual import CHANNELS, INDEX
 
@@ -29,9 +27,6 @@ def _dark(image: np.ndarray) -> np.ndarray:
 
 
 def test_page_shows_the_face_the_server_renders(server: str):  # noqa: F811
-    from PIL import Image
-    from playwright.async_api import async_playwright
-
     from server.avatar.face import FaceRig
     from server.avatar.render import AvatarRenderer
     from server.avatar.retarget import Retargeter
@@ -57,27 +52,7 @@ def test_page_shows_the_face_the_server_renders(server: str):  # noqa: F811
     frames = [base64.b64encode(encode(RotationFrame(0, -1, 0, 0.0, "rest", quats, np.zeros(3, np.float32), f),
                                       "binary")).decode() for f in faces]
 
-    async def main() -> list[np.ndarray]:
-        async with async_playwright() as p:
-            browser = await launch(p)
-            try:
-                page = await browser.new_page()
-                await page.goto(server + "/")
-                await page.wait_for_function(_DRAWN, timeout=30000)
-                out = []
-                for b64 in frames:
-                    url = await page.evaluate("""async ([b64, bg]) => {
-                      const mod = await import('/client/avatar-view.js');
-                      const view = document.getElementById('scene').avatarView;
-                      view.setBackground(bg);
-                      const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
-                      view.hold(mod.decodeRotations(bytes.buffer));
-                      return document.getElementById('scene').toDataURL('image/png'); }""", [b64, list(GREEN)])
-                    out.append(np.asarray(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB")))
-                return out
-            finally:
-                await browser.close()
-    page_images = asyncio.run(asyncio.wait_for(main(), 90))
+    page_images = page_pictures(server, frames, size)
 
     def iou(a: np.ndarray, b: np.ndarray) -> float:
         return float((a & b).sum() / max(1, (a | b).sum()))
