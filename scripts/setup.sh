@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(libegl1 libegl-mesa0 libgl1-mesa-dri libgl1 libglx-mesa0 chromium)
+APT_PACKAGES=(libegl1 libegl-mesa0 libgl1-mesa-dri libgl1 libglx-mesa0 chromium redis-server nginx)  # redis, nginx: tests/test_cluster.py
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -19,6 +19,7 @@ from aiohttp import web
 from engines.loader import open_scheduler
 from server.allocator import Trimmer, cap_arenas
 from server.channels import Channels
+from server.cluster.node import Cluster
 from server.config import REPO_ROOT, Config
 from server.engine_loop import EngineLoop
 from server.metrics import CONTENT_TYPE, Metrics
@@ -46,6 +47,8 @@ class Hub:
         self.turn = asyncio.Lock()  # client messages are handled one a loop turn (transports/websocket.py)
         self._next_id = 0
         self._trim = Trimmer()
+        # Named channels shared with other servers through Redis when cluster.redis is set (server/cluster/).
+        self.cluster = Cluster(self) if cfg.cluster.redis else None
         self.channels = Channels(self)  # WebRTC viewers and named channels
         m = self.metrics
         m.watch_queue("motion", lambda: sum(s.timeline.queued for s in self.sessions.values()))
@@ -101,7 +104,8 @@ class Hub:
 async def _healthz(request: web.Request) -> web.Response:
     hub: Hub = request.app[HUB]
     return web.json_response({"status": "closing" if hub.closing else "ok", "sessions": len(hub.sessions),
-                              "languages": sorted(hub.engine.languages)})
+                              "languages": sorted(hub.engine.languages),
+                              **({"cluster": hub.cluster.health()} if hub.cluster is not None else {})})
 
 
 async def _metrics(request: web.Request) -> web.Response:
@@ -181,6 +185,18 @@ def build_app(cfg: Config) -> web.Application:
 
     app.cleanup_ctx.append(engine_task)
     app.on_shutdown.append(on_shutdown)
+    if hub.cluster is not None:
+        cluster = hub.cluster
+
+        async def cluster_task(app: web.Application):
+            cluster.start()
+            yield
+
+        async def cluster_stop(app: web.Application) -> None:
+            await cluster.stop()
+
+        app.cleanup_ctx.append(cluster_task)
+        app.on_shutdown.append(cluster_stop)  # after the sessions: the leases they held given up
     app.on_shutdown.append(webrtc.close)  # after the sessions: peers left over, then the renderer
     return app
 

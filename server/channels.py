@@ -66,8 +66,12 @@ class Channel:
         self.closed = False
         self._replying: Member | None = None
         self._units: dict[Member, set[int]] = {}  # per member: units it got a `unit` for, not yet ended
+        self.start(language)
+
+    def start(self, language: str | None) -> None:
+        """Open the channel's session and run its frame clock (a cluster channel: once it owns the channel)."""
         # Tokens were checked by the transport that let the client in.
-        self.session = hub.open_session(self._broadcast, self._ended, authed=True)
+        self.session = self.hub.open_session(self._broadcast, self._ended, authed=True)
         self.session.handle(json.dumps({"type": "hello", **({"language": language} if language else {})}))
         self._clock = watch_clock(asyncio.create_task(self.session.run()), self.session)
 
@@ -188,7 +192,9 @@ class Channels:
         """The channel called `name` (opened now if it is not open), or a new private one."""
         if name is not None and name in self.named:
             return self.named[name]
-        channel = Channel(self.hub, name, language)
+        cluster = self.hub.cluster
+        # A named channel of a cluster is shared with the other servers through Redis (server/cluster/).
+        channel = Channel(self.hub, name, language) if name is None or cluster is None else cluster.open(name, language)
         if name is None:
             self.private.add(channel)
         else:

@@ -125,6 +125,21 @@ class WebrtcSection:
 
 
 @dataclass
+class ClusterSection:
+    """Named channels shared by several servers through Redis (docs/cluster.md). Empty `redis`: one
+    process, as without a cluster."""
+
+    redis: str = ""  # e.g. redis://127.0.0.1:6379/0
+    lease_ttl_s: float = 3.0  # a channel's owner renews its lease every third of this; dead, it is taken after it
+    process: str = ""  # this server's name in the cluster (empty: host:pid)
+    prefix: str = "signstream"  # of every Redis key and topic, so clusters can share one Redis
+
+    def __post_init__(self) -> None:
+        if self.lease_ttl_s < 0.3:
+            raise ValueError(f"'cluster.lease_ttl_s' must be at least 0.3, got {self.lease_ttl_s}")
+
+
+@dataclass
 class Config:
     server: ServerSection = field(default_factory=ServerSection)
     engine: EngineSection = field(default_factory=EngineSection)
@@ -135,6 +150,7 @@ class Config:
     segmenter: SegmenterSection = field(default_factory=SegmenterSection)
     limits: LimitsSection = field(default_factory=LimitsSection)
     webrtc: WebrtcSection = field(default_factory=WebrtcSection)
+    cluster: ClusterSection = field(default_factory=ClusterSection)
 
     def resolve(self, relative: str) -> Path:
         """A path from the config, relative to the repository root unless absolute."""

@@ -43,6 +43,7 @@ ERROR_CODES: dict[str, str] = {
     "shutting_down": "the server is shutting down and takes no new captions",
     "not_implemented": "this endpoint exists but is not implemented yet",
     "internal_error": "the server failed; the session goes on",
+    "cluster_unavailable": "the channel bus (cluster.redis) is unreachable: the channel's captions and frames wait for it",
 }
 
 _STR_ID = {"type": "string", "minLength": 1, "maxLength": 64}

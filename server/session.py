@@ -222,6 +222,11 @@ class Session:
         self._next_unit += 1
         return self._next_unit
 
+    def continue_after(self, unit: int) -> None:
+        """Number the next units after `unit`: a channel taken over from another server (server/cluster/)
+        goes on with the ids its clients already know."""
+        self._next_unit = max(self._next_unit, unit)
+
     def _shown_words(self, unit: int) -> int:
         """How many of a unit's words, from its first, the viewer has seen (the segmenter's question
         when a correction arrives). A unit whose status is decided counts every word: it played, or

@@ -1,0 +1,337 @@
+"""A named channel of a cluster: the same channel on every process that has clients of it.
+
+The process holding the channel's lease (the owner) runs it as a plain Channel does — session,
+engine work, retarget, render — and its own members get every message directly. What it sends
+also goes out on the channel's topic, for the other processes: pose frames while one of them has
+pose or video viewers, rotation frames while one has rotations viewers (their demand beats say).
+The others relay: messages from the topic into the same fan-out a Channel uses (server/channels.py),
+so their members get the same messages through the same bounded outboxes; their members' messages
+go to the owner, whose replies come back to the member alone.
+
+Every process with members claims the lease each beat (a third of the TTL): the owner renews it;
+the others take it once the owner is gone (its key expired). The new owner opens a new session
+whose unit ids go on after the ones its clients know, reports the units in flight of the old
+owner `failed` (`owner_lost: ...`), and signs from the next caption. Members keep their connections.
+
+While Redis is unreachable members get `cluster_unavailable` (once when it goes, and answering each
+message a relay cannot pass on); an owner's own members go on being served; joining is refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from server.channels import _REPLIES, Channel, Member
+from server.cluster import wire
+from server.cluster.bus import BusDown
+from server.cluster.lease import Lease
+from server.protocol import (ClientMessage, Message, PoseFrame, ProtocolError, RotationFrame, ServerMessage,
+                             error_message, parse_client_message)
+from server.rotation_stream import RotationStream, rotation_rig
+from server.session import CLOSE_GOING_AWAY
+from server.video_track import RGB, Studio, ViewerTrack
+
+if TYPE_CHECKING:
+    from server.app import Hub
+    from server.cluster.node import Cluster
+
+log = logging.getLogger(__name__)
+CLOSE_TRY_AGAIN = 1013
+UNAVAILABLE = "the channel bus (Redis) is unreachable; the channel goes on when it is back"
+OWNER_LOST = "owner_lost: the server running this channel stopped before the unit finished"
+
+
+class _Remote:
+    """A remote member's message, as the owner's channel sees it: its replies go back over the bus."""
+
+    wants_poses = False
+
+    def __init__(self, channel: ClusterChannel, process: str, key: int) -> None:
+        self.channel, self.process, self.key = channel, process, key
+
+    def put(self, msg: ServerMessage) -> None:
+        if isinstance(msg, Message):
+            self.channel.cluster.bus.publish(self.channel.cluster.process_topic(self.process),
+                                             wire.reply(self.channel.name or "", self.key, msg))
+
+    def end(self, code: int) -> None:  # pragma: no cover - a reply target is never a member
+        pass
+
+
+class ClusterChannel(Channel):
+    def __init__(self, hub: Hub, cluster: Cluster, name: str, language: str | None) -> None:
+        self.cluster = cluster
+        self.language = language
+        self.owner = False
+        self.keys: dict[int, Member] = {}  # this process's members by their key on the bus
+        self._ready: dict | None = None  # the owner's ready fields
+        self._waiting: list[Member] = []  # joined before the owner's ready was known
+        self._remote: dict[str, tuple[float, bool, bool]] = {}  # other processes' demand: until, poses, rotations
+        self._open_units: dict[int, dict] = {}  # units begun and not ended: their `unit` fields
+        self._last_unit = 0
+        super().__init__(hub, name, language)
+        self.lease = Lease(cluster.bus, cluster.key(name, "owner"), cluster.process, cluster.cfg.lease_ttl_s)
+        self._out, self._in = cluster.key(name, "out"), cluster.key(name, "in")
+        cluster.bus.subscribe(self._out, self._from_owner)
+        cluster.bus.subscribe(self._in, self._to_owner)
+        self._keeper = asyncio.create_task(self._keep())
+
+    # --- Channel, as a cluster member ----------------------------------------------------------
+
+    def start(self, language: str | None) -> None:
+        """A session is opened when this process takes the lease (`_take`), not at once."""
+        self.session = None  # type: ignore[assignment]
+
+    def join(self, member: Member) -> None:
+        if not self.cluster.bus.up:
+            member.put(error_message("cluster_unavailable", UNAVAILABLE))
+            member.end(CLOSE_TRY_AGAIN)
+            return
+        self.keys[id(member)] = member
+        if self.owner:
+            super().join(member)
+        elif self._ready is not None:
+            self.members.add(member)
+            member.put(Message("ready", dict(self._ready)))
+        else:
+            self._waiting.append(member)  # gets ready, then the stream, once the owner is known
+        self._beat()
+
+    def handle(self, member: Member, raw: str | bytes) -> ClientMessage | None:
+        if self.owner:
+            return super().handle(member, raw)
+        if not self.cluster.bus.up:
+            member.put(error_message("cluster_unavailable", UNAVAILABLE))
+            return None
+        self.cluster.bus.publish(self._in, wire.client(self.cluster.process, id(member), raw))
+        try:  # the owner answers errors; the transport wants the message (a member's own format)
+            return parse_client_message(raw, self.hub.cfg.limits.max_message_bytes)
+        except ProtocolError:
+            return None
+
+    def watch(self, studio: Studio, codec: str, background: RGB | None) -> ViewerTrack:
+        track = super().watch(studio, codec, background)
+        self._beat()  # a relay renders from the owner's pose frames: ask for them now
+        return track
+
+    def leave(self, member: Member) -> None:
+        self.keys.pop(id(member), None)
+        if member in self._waiting:
+            self._waiting.remove(member)
+        self.members.discard(member)
+        self._units.pop(member, None)
+        if self.stage is not None and not self.stage.viewers:
+            self.stage.stop()
+            self.stage = None
+        self._rotations_as_needed()
+        if not self.members and not self._waiting and not (self.owner and self._remote_demand()[0]):
+            self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._keeper.cancel()
+        self.cluster.bus.unsubscribe(self._out)
+        self.cluster.bus.unsubscribe(self._in)
+        if self.owner:
+            self._stop_session()
+            self.cluster.release(self.lease)
+        if self.stage is not None:
+            self.stage.stop()
+            self.stage = None
+        self.cluster.forget(self)
+        self.hub.channels.forget(self)
+
+    # --- the owner's messages, to its members and out on the bus -------------------------------
+
+    def _broadcast(self, msg: ServerMessage) -> None:
+        if isinstance(msg, Message) and msg.type == "ready" and self._replying is None:
+            return  # the session's answer to its own opening hello (members already have ready)
+        super()._broadcast(msg)
+        if isinstance(msg, Message):
+            self._track(msg)
+        if not self.owner or not self.cluster.bus.up:
+            return
+        poses, _ = self._remote_demand()
+        if isinstance(msg, PoseFrame):
+            if poses:
+                self.cluster.bus.publish(self._out, wire.pose(msg))
+        elif isinstance(msg, Message):
+            if self._replying is not None and msg.type in _REPLIES:
+                return  # to the member whose message this answers (a remote one's goes as its reply)
+            if msg.type == "closing" and self.hub.closing:
+                return  # this server shuts down, not the channel: another process takes it on
+            self.cluster.bus.publish(self._out, wire.message(msg))
+
+    def _rotated(self, frame: RotationFrame) -> None:
+        super()._rotated(frame)
+        if self.owner and self._remote_demand()[1]:
+            self.cluster.bus.publish(self._out, wire.rotations(frame))
+
+    def _ended(self, code: int) -> None:
+        if self.hub.closing and code == CLOSE_GOING_AWAY:
+            self.cluster.release(self.lease)  # the channel goes on elsewhere, now rather than after the TTL
+        elif self.owner:
+            self.cluster.bus.publish(self._out, wire.ended(code))
+        super()._ended(code)
+
+    def _track(self, msg: Message) -> None:
+        """Units begun and not ended, wherever they were signed: what a new owner reports `owner_lost`."""
+        if msg.type == "unit":
+            self._open_units[msg.fields["unit"]] = msg.fields
+            self._last_unit = max(self._last_unit, msg.fields["unit"])
+        elif msg.type == "unit_status":
+            self._open_units.pop(msg.fields["unit"], None)
+
+    # --- the bus ---------------------------------------------------------------------------------
+
+    def _from_owner(self, data: bytes) -> None:
+        if self.owner or self.closed:
+            return
+        msg = wire.decode(data)
+        if isinstance(msg, wire.State):
+            self._ready = msg.fields
+            self.language = msg.fields.get("language", self.language)
+            for member in self._waiting:
+                self.members.add(member)
+                member.put(Message("ready", dict(msg.fields)))
+            self._waiting.clear()
+        elif isinstance(msg, wire.Ended):
+            super()._ended(msg.code)
+        elif isinstance(msg, RotationFrame):
+            super()._rotated(msg)
+        elif isinstance(msg, (PoseFrame, Message)):
+            super()._broadcast(msg)
+            if isinstance(msg, Message):
+                self._track(msg)
+
+    def _to_owner(self, data: bytes) -> None:
+        msg = wire.decode(data)
+        if isinstance(msg, wire.Demand):
+            fresh = msg.process not in self._remote
+            self._remote[msg.process] = (self._now() + 3 * self._beat_s(), msg.poses, msg.rotations)
+            if self.owner:
+                self._rotations_as_needed()
+                if fresh:
+                    self._publish_state()  # its viewers wait for ready
+        elif isinstance(msg, wire.ClientMessage) and self.owner and self.session is not None:
+            super().handle(_Remote(self, msg.process, msg.member), msg.raw)
+
+    def reply(self, key: int, msg: Message) -> None:
+        """An owner's reply to a message of this process's member `key`."""
+        member = self.keys.get(key)
+        if member is not None:
+            member.put(msg)
+
+    def end_members(self, code: int) -> None:
+        """Close this process's members (its server shuts down); the channel goes on elsewhere."""
+        super()._ended(code)
+
+    def bus_state(self, up: bool) -> None:
+        """Redis went away (every member hears it) or came back (the next beat claims and resumes)."""
+        if not up:
+            for member in [*self.members, *self._waiting]:
+                member.put(error_message("cluster_unavailable", UNAVAILABLE))
+
+    # --- ownership -------------------------------------------------------------------------------
+
+    def _beat_s(self) -> float:
+        return self.cluster.cfg.lease_ttl_s / 3
+
+    def _now(self) -> float:
+        return asyncio.get_running_loop().time()
+
+    async def _keep(self) -> None:
+        """Each beat: claim the lease (owner: renew it), say what this process's viewers want."""
+        while not self.closed:
+            if self.cluster.bus.up and not self.hub.closing:  # a server shutting down gives its channels up
+                try:
+                    held = await self.lease.claim()
+                except BusDown:
+                    held = None
+                if self.closed:
+                    return
+                if held and not self.owner:
+                    self._take()
+                elif held is False and self.owner:
+                    self._lose()
+            self._beat()
+            if self.owner and not self.members and not self._waiting and not self._remote_demand()[0]:
+                self.close()  # nobody watches anywhere: the remote viewers' demand has run out
+                return
+            await asyncio.sleep(self._beat_s())
+
+    def _beat(self) -> None:
+        if self.owner:
+            self._publish_state()
+            return
+        everyone = [*self.members, *self._waiting]
+        poses = any(m.wants_poses for m in everyone) or self.stage is not None
+        rotations = any(getattr(m, "wants_rotations", False) for m in everyone)
+        self.cluster.bus.publish(self._in, wire.demand(self.cluster.process, poses, rotations))
+
+    def _publish_state(self) -> None:
+        if self.session is not None:
+            self._ready = self.session.ready_message().fields
+            self.cluster.bus.publish(self._out, wire.state(self._ready))
+
+    def _remote_demand(self) -> tuple[bool, bool]:
+        """(any viewers elsewhere, any of them wanting rotations); poses go out for either."""
+        now = self._now()
+        self._remote = {p: d for p, d in self._remote.items() if d[0] > now}
+        return bool(self._remote), any(d[2] for d in self._remote.values())
+
+    def _rotations_as_needed(self) -> None:
+        """The owner retargets while any viewer anywhere draws the avatar; a relay never does."""
+        want = self.owner and (any(getattr(m, "wants_rotations", False) for m in self.members)
+                               or self._remote_demand()[1])
+        if want and self.rotations is None:
+            self.rotations = RotationStream(rotation_rig(self.hub.cfg))
+        elif not want:
+            self.rotations = None
+
+    def _take(self) -> None:
+        """This process holds the lease now: the channel's session runs here from the next caption."""
+        log.info("cluster: %s owns channel %r", self.cluster.process, self.name)
+        self.owner = True
+        self.cluster.owned(self, True)
+        for fields in list(self._open_units.values()):  # the old owner's units in flight: say why they ended
+            self._broadcast(_owner_lost(fields))
+        language = self._ready.get("language") if self._ready else self.language
+        super().start(language)
+        self.session.continue_after(self._last_unit)
+        self._rotations_as_needed()
+        self._publish_state()
+        for member in self._waiting:
+            self.members.add(member)
+            member.put(self.session.ready_message())
+        self._waiting.clear()
+
+    def _lose(self) -> None:
+        """Another process holds the lease (this one was cut off from Redis past the TTL): relay."""
+        log.warning("cluster: %s lost channel %r", self.cluster.process, self.name)
+        for fields in list(self._open_units.values()):  # to this process's members; the new owner tells the rest
+            Channel._broadcast(self, _owner_lost(fields))
+        self._open_units.clear()
+        self._stop_session()
+        self.owner = False
+        self.cluster.owned(self, False)
+        self.rotations = None
+
+    def _stop_session(self) -> None:
+        if self.session is None:
+            return
+        self.session.close()
+        self._clock.cancel()
+        self.hub.close_session(self.session)
+        self.session = None  # type: ignore[assignment]
+
+
+def _owner_lost(unit: dict) -> Message:
+    """The status of a unit whose owner stopped before it finished (fields of its `unit` message)."""
+    return Message("unit_status", {"unit": unit["unit"], "caption": unit["caption"], "status": "failed",
+                                   "reason": OWNER_LOST, "frames": sum(s.get("frames", 0) for s in unit["segments"]),
+                                   "segments": unit["segments"]})

@@ -1,0 +1,225 @@
+"""Cluster mode end to end: a real redis-server and real `signstream serve` processes on loopback
+(server/cluster/, docs/cluster.md). A caption sent to one process is signed for a viewer on another;
+the owner's death moves the channel; Redis down and back; private sessions never touch Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import aiohttp
+import pytest
+
+from bench.cluster import free_port, start_redis, start_server
+from server.client_cli import LiveClient
+from server.protocol import SERVER_SCHEMAS, PoseFrame, schema_errors
+
+pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,
+                                reason="redis-server is not installed (Debian package redis-server; scripts/setup.sh)")
+TTL = 1.5  # lease TTL of the test servers: failover within ~2 s
+
+
+@pytest.fixture
+def redis(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, int]]:
+    port = free_port()
+    proc = start_redis(port)
+    try:
+        yield proc, port
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def servers(n: int, redis_port: int, tmp_path: Path) -> list[tuple[subprocess.Popen, str]]:
+    return [start_server(tmp_path, redis_port, name=f"p{i}", lease_ttl_s=TTL) for i in range(n)]
+
+
+def stop(procs: list[tuple[subprocess.Popen, str]]) -> None:
+    for proc, _ in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc, _ in procs:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, 120))
+
+
+async def until(client: LiveClient, test, timeout: float = 20.0) -> list[Any]:
+    """Messages received until one passes `test` (that one last); fails after `timeout`."""
+    seen: list[Any] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        assert left > 0, f"not received within {timeout} s; last: {[m for m in seen if isinstance(m, dict)][-5:]}"
+        msg = await client.recv(timeout=left)
+        seen.append(msg)
+        if test(msg):
+            return seen
+
+
+def is_type(kind: str, **fields: Any):
+    return lambda m: isinstance(m, dict) and m.get("type") == kind and all(m.get(k) == v for k, v in fields.items())
+
+
+async def health(http: aiohttp.ClientSession, url: str) -> dict[str, Any]:
+    async with http.get(f"{url}/healthz") as r:
+        return await r.json()
+
+
+def test_a_caption_sent_to_one_process_is_signed_for_a_viewer_on_another(redis, tmp_path):
+    procs = servers(2, redis[1], tmp_path)
+
+    async def main():
+        (_, a), (_, b) = procs
+        async with aiohttp.ClientSession() as http:
+            sender = await LiveClient.connect(http, a, channel="news", idle_frames=False)
+            viewer = await LiveClient.connect(http, b, channel="news", fmt="binary", idle_frames=False)
+            assert viewer.ready["language"] == sender.ready["language"]
+            await sender.caption("c1", "hello good morning.")
+            seen = await until(viewer, is_type("unit_status"))
+            unit = next(m for m in seen if is_type("unit")(m))
+            status = seen[-1]
+            assert status["unit"] == unit["unit"] and status["status"] in ("signed", "fingerspelled")
+            frames = [m for m in seen if isinstance(m, PoseFrame) and m.unit == unit["unit"]]
+            assert len(frames) >= 10  # the unit played on B, frame by frame
+            for m in seen:
+                if isinstance(m, dict):
+                    assert not schema_errors(SERVER_SCHEMAS[m["type"]], m), m
+            # A reply answers the one who asked, across processes: B's ping → B's pong, not A's.
+            await viewer.send({"type": "ping"})
+            await until(viewer, is_type("pong"), timeout=5)
+            ha, hb = await health(http, a), await health(http, b)
+            assert ha["cluster"]["owned"] == ["news"] and hb["cluster"]["relayed"] == ["news"]
+            assert ha["cluster"]["redis"] == hb["cluster"]["redis"] == "reachable"
+            async with http.get(f"{b}/metrics") as r:
+                text = await r.text()
+            assert 'signstream_cluster_channel_owner{channel="news"} 0.0' in text
+            assert "signstream_cluster_redis_up 1.0" in text
+            await sender.close()
+            await viewer.close()
+
+    try:
+        run(main())
+    finally:
+        stop(procs)
+
+
+def test_the_owners_death_moves_the_channel_and_the_viewer_stays(redis, tmp_path):
+    procs = servers(2, redis[1], tmp_path)
+
+    async def main():
+        (proc_a, a), (_, b) = procs
+        async with aiohttp.ClientSession() as http:
+            sender = await LiveClient.connect(http, a, channel="hall", idle_frames=False)
+            viewer = await LiveClient.connect(http, b, channel="hall", idle_frames=False)
+            assert (await health(http, a))["cluster"]["owned"] == ["hall"]
+            await sender.caption("c1", "the weather today is warm and the news from home is good.")
+            seen = await until(viewer, lambda m: isinstance(m, PoseFrame) and m.unit > 0)
+            unit = next(m for m in seen if is_type("unit")(m))["unit"]
+            proc_a.send_signal(signal.SIGKILL)  # mid-unit
+            killed = time.monotonic()
+            # B takes the lease; the unit A left unfinished ends with a status saying why.
+            seen = await until(viewer, is_type("unit_status", unit=unit), timeout=10 * TTL)
+            assert seen[-1]["status"] == "failed" and seen[-1]["reason"].startswith("owner_lost")
+            assert time.monotonic() - killed < 4 * TTL
+            assert (await health(http, b))["cluster"]["owned"] == ["hall"]
+            # The viewer kept its connection and sees the next caption signed, under a new unit id.
+            await viewer.caption("c2", "thank you.")
+            seen = await until(viewer, is_type("unit", caption="c2"))
+            new = seen[-1]["unit"]
+            assert new > unit  # ids go on after the old owner's: a client never sees one twice
+            assert all(m["status"] == "failed" for m in seen if is_type("unit_status")(m))  # A's other units
+            seen = await until(viewer, is_type("unit_status", unit=new))
+            assert seen[-1]["status"] in ("signed", "fingerspelled")
+            assert any(isinstance(m, PoseFrame) and m.unit == new for m in seen)
+            await viewer.close()
+
+    try:
+        run(main())
+    finally:
+        stop(procs)
+
+
+def test_redis_down_gives_coded_errors_then_the_channel_resumes_and_private_sessions_go_on(redis, tmp_path):
+    redis_proc, port = redis
+    procs = servers(2, port, tmp_path)
+
+    async def main():
+        nonlocal redis_proc
+        (_, a), (_, b) = procs
+        async with aiohttp.ClientSession() as http:
+            sender = await LiveClient.connect(http, a, channel="desk", idle_frames=False)
+            viewer = await LiveClient.connect(http, b, channel="desk", idle_frames=False)
+            private = await LiveClient.connect(http, b, idle_frames=False)
+            redis_proc.kill()
+            redis_proc.wait()
+            seen = await until(viewer, is_type("error"), timeout=10)
+            assert seen[-1]["code"] == "cluster_unavailable"
+            assert (await health(http, b))["cluster"]["redis"] == "unreachable"
+            # B cannot pass a caption on: it says so. A newcomer to a cluster channel is refused.
+            await viewer.caption("x", "lost words.")
+            assert (await until(viewer, is_type("error")))[-1]["code"] == "cluster_unavailable"
+            with pytest.raises(ConnectionError, match="cluster_unavailable"):
+                await LiveClient.connect(http, b, channel="desk")
+            # A private session on B is unaffected.
+            await private.caption("p1", "hello.")
+            seen = await until(private, is_type("unit_status"))
+            assert seen[-1]["status"] in ("signed", "fingerspelled")
+            # Redis back (restarted empty): the channel resumes, A's captions reach B's viewer again.
+            redis_proc = start_redis(port)
+            deadline = time.monotonic() + 15
+            while (await health(http, b))["cluster"]["redis"] != "reachable":
+                assert time.monotonic() < deadline, "B did not reconnect to Redis"
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(TTL)  # a beat: the lease claimed again, the demand heard
+            await sender.caption("c2", "good morning.")
+            seen = await until(viewer, is_type("unit_status"), timeout=20)
+            assert seen[-1]["status"] in ("signed", "fingerspelled")
+            for c in (sender, viewer, private):
+                await c.close()
+
+    try:
+        run(main())
+    finally:
+        stop(procs)
+        redis_proc.kill()
+        redis_proc.wait()
+
+
+def test_rotations_viewers_on_other_processes_get_the_owners_frames(redis, tmp_path):
+    procs = servers(2, redis[1], tmp_path)
+
+    async def main():
+        (_, a), (_, b) = procs
+        async with aiohttp.ClientSession() as http:
+            sender = await LiveClient.connect(http, a, channel="art", idle_frames=False)
+            ws = await http.ws_connect(f"{b.replace('http', 'ws')}/ws")
+            await ws.send_str(json.dumps({"type": "hello", "channel": "art", "frames": "rotations", "format": "binary"}))
+            ready = json.loads((await ws.receive(timeout=10)).data)
+            assert ready["type"] == "ready" and ready["frames"] == "rotations" and ready["bones"]
+            await sender.caption("c1", "hello.")
+            got = 0
+            deadline = time.monotonic() + 20
+            while got < 10:
+                msg = await ws.receive(timeout=deadline - time.monotonic())
+                if msg.type == aiohttp.WSMsgType.BINARY:
+                    assert msg.data[:4] == b"SSRF"
+                    got += 1
+            await ws.close()
+            await sender.close()
+
+    try:
+        run(main())
+    finally:
+        stop(procs)
