@@ -86,3 +86,181 @@ def start_server(workdir: Path, redis_port: int, name: str, lease_ttl_s: float =
         time.sleep(0.1)
     proc.kill()
     raise RuntimeError("signstream serve did not start")
+
+
+class Viewer:
+    """A light viewer: rotation frames (binary) over /ws, each frame's index and arrival time kept."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, process: int) -> None:
+        self.ws = ws
+        self.process = process
+        self.arrivals: dict[int, float] = {}  # frame index → arrival (perf_counter)
+        self.task = asyncio.create_task(self._read())
+
+    @classmethod
+    async def join(cls, http: aiohttp.ClientSession, url: str, process: int, channel: str) -> Viewer:
+        ws = await http.ws_connect(url.replace("http", "ws", 1) + "/ws", max_msg_size=0)
+        await ws.send_str(json.dumps({"type": "hello", "channel": channel, "frames": "rotations", "format": "binary"}))
+        ready = json.loads((await ws.receive(timeout=60)).data)
+        if ready.get("type") != "ready":
+            raise RuntimeError(f"viewer refused: {ready}")
+        return cls(ws, process)
+
+    async def _read(self) -> None:
+        async for msg in self.ws:
+            if msg.type == aiohttp.WSMsgType.BINARY and msg.data[:4] == b"SSRF":
+                (frame,) = struct.unpack_from("<I", msg.data, 12)  # after magic, version, kind, segment, unit
+                self.arrivals.setdefault(frame, time.perf_counter())
+
+    async def close(self) -> None:
+        await self.ws.close()
+        self.task.cancel()
+
+
+async def captions(client: LiveClient, stop: asyncio.Event, every_s: float = 2.5) -> None:
+    """Keep the channel signing: a caption every `every_s`, answers drained."""
+    i = 0
+    async def drain() -> None:
+        async for _ in client.messages():
+            pass
+    drainer = asyncio.create_task(drain())
+    while not stop.is_set():
+        await client.caption(f"b{i}", CAPTIONS[i % len(CAPTIONS)])
+        i += 1
+        try:
+            await asyncio.wait_for(stop.wait(), every_s)
+        except asyncio.TimeoutError:
+            pass
+    drainer.cancel()
+
+
+def delivery(viewers: list[Viewer], t0: float, t1: float) -> list[float]:
+    """Per viewer: the fraction of the frames sent in [t0, t1] it received. The frames sent are those
+    any viewer received in the window, widened to every index between the first and the last."""
+    seen = [f for v in viewers for f, at in v.arrivals.items() if t0 <= at <= t1]
+    if not seen:
+        return [0.0] * len(viewers)
+    lo, hi = min(seen), max(seen)
+    want = hi - lo + 1
+    return [sum(lo <= f <= hi for f in v.arrivals) / want for v in viewers]
+
+
+def hop_ms(viewers: list[Viewer], owner: int) -> list[float]:
+    """Per frame and viewer on another process: its arrival minus the frame's first arrival on the owner."""
+    first: dict[int, float] = {}
+    for v in viewers:
+        if v.process == owner:
+            for f, at in v.arrivals.items():
+                first[f] = min(at, first.get(f, at))
+    return [(at - first[f]) * 1000 for v in viewers if v.process != owner for f, at in v.arrivals.items() if f in first]
+
+
+async def step(urls: list[str], n: int, seconds: float, channel: str) -> dict:
+    """n viewers spread over the processes for `seconds` while the channel signs."""
+    async with aiohttp.ClientSession() as http:
+        viewers = []
+        for i in range(n):  # a few at a time: joining costs the servers more than watching
+            viewers.append(await Viewer.join(http, urls[i % len(urls)], i % len(urls), channel))
+        await asyncio.sleep(2.0)  # settle: the relays' demand heard, the outboxes flowing
+        t0 = time.perf_counter()
+        await asyncio.sleep(seconds)
+        t1 = time.perf_counter()
+        got = delivery(viewers, t0, t1)
+        hops = hop_ms(viewers, owner=0)
+        for v in viewers:
+            await v.close()
+    return {"viewers": n, "per_process": [sum(1 for i in range(n) if i % len(urls) == p) for p in range(len(urls))],
+            "delivered_min": round(min(got), 4), "delivered_mean": round(float(np.mean(got)), 4),
+            "viewers_at_98pct": sum(g >= 0.98 for g in got),
+            "hop_ms_p50": round(float(np.percentile(hops, 50)), 2) if hops else None,
+            "hop_ms_p95": round(float(np.percentile(hops, 95)), 2) if hops else None}
+
+
+async def failover(procs: list[subprocess.Popen], urls: list[str], channel: str) -> dict:
+    """SIGKILL the owner (process 0); from then: the first frame at a viewer elsewhere, and the first
+    unit of a caption sent from elsewhere (retried every 0.25 s: captions sent while nobody owns the
+    channel are lost)."""
+    async with aiohttp.ClientSession() as http:
+        viewer = await Viewer.join(http, urls[1], 1, channel)
+        client = await LiveClient.connect(http, urls[2], channel=channel, idle_frames=False)
+        await asyncio.sleep(2.0)
+        procs[0].send_signal(signal.SIGKILL)
+        killed = time.perf_counter()
+        last = max(viewer.arrivals) if viewer.arrivals else -1
+        frames_at = unit_at = None
+        i = 0
+        deadline = killed + 30
+        while unit_at is None and time.perf_counter() < deadline:
+            await client.caption(f"f{i}", "good morning.")
+            i += 1
+            end = time.perf_counter() + 0.25
+            while time.perf_counter() < end:
+                try:
+                    msg = await client.recv(timeout=max(0.01, end - time.perf_counter()))
+                except asyncio.TimeoutError:
+                    break
+                if isinstance(msg, dict) and msg.get("type") == "unit" and msg["caption"].startswith("f"):
+                    unit_at = time.perf_counter()
+                    break
+            if frames_at is None:
+                after = [at for f, at in viewer.arrivals.items() if at > killed + 0.05 and f != last]
+                frames_at = min(after) if after else None
+        await viewer.close()
+        await client.close()
+    return {"frames_resume_s": round(frames_at - killed, 3) if frames_at else None,
+            "caption_signed_s": round(unit_at - killed, 3) if unit_at else None}
+
+
+async def main_async(args: argparse.Namespace, urls: list[str], procs: list[subprocess.Popen]) -> dict:
+    channel = "bench"
+    async with aiohttp.ClientSession() as http:
+        sender = await LiveClient.connect(http, urls[0], channel=channel, idle_frames=False)  # process 0 owns it
+        stop = asyncio.Event()
+        feeder = asyncio.create_task(captions(sender, stop))
+        steps = [await step(urls, len(urls), args.seconds, channel)]  # one viewer a process: the bus hop alone
+        for n in args.viewers:
+            steps.append(await step(urls, n, args.seconds, channel))
+            if steps[-1]["viewers_at_98pct"] < n:
+                break
+        stop.set()
+        await feeder
+        fail = await failover(procs, urls, channel)
+        await sender.close()
+    held = max((s["viewers"] for s in steps if s["viewers_at_98pct"] == s["viewers"]), default=0)
+    return {"processes": len(urls), "lease_ttl_s": args.lease_ttl_s, "seconds_per_step": args.seconds,
+            "bus_hop_ms_p50": steps[0]["hop_ms_p50"], "bus_hop_ms_p95": steps[0]["hop_ms_p95"],
+            "largest_total_held": held, "steps": steps, "failover": fail,
+            "load_average": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--processes", type=int, default=3)
+    ap.add_argument("--viewers", type=lambda s: [int(x) for x in s.split(",")], default=[60, 150, 300])
+    ap.add_argument("--seconds", type=float, default=15.0)
+    ap.add_argument("--lease-ttl-s", type=float, default=3.0)
+    args = ap.parse_args()
+    import tempfile
+    work = Path(tempfile.mkdtemp(prefix="cluster-bench-"))
+    port = free_port()
+    redis = start_redis(port)
+    servers: list[tuple[subprocess.Popen, str]] = []
+    try:
+        for i in range(args.processes):
+            servers.append(start_server(work, port, f"p{i}", args.lease_ttl_s, max_sessions=2000))
+        out = asyncio.run(main_async(args, [u for _, u in servers], [p for p, _ in servers]))
+        print(json.dumps(out, indent=2))
+    finally:
+        for proc, _ in servers:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc, _ in servers:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        redis.kill()
+
+
+if __name__ == "__main__":
+    main()

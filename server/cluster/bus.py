@@ -1,9 +1,10 @@
 """The bus: Redis pub/sub for one process, with reachability.
 
-Publishing is fire-and-forget from synchronous code (a channel's fan-out): messages queue in order
-and one writer task sends what has queued as one pipeline, so a frame costs the sender no await and
-the order of a channel's messages is the order they were published. Subscriptions are kept across
-reconnects: while Redis is unreachable `up` is False (the channels answer `cluster_unavailable`),
+Publishing is fire-and-forget from synchronous code (a channel's fan-out): each PUBLISH is written
+onto a connection of its own at once, in order, its reply read and dropped by the protocol, so a
+frame waits for no task and no round trip (a queue and a pipelining writer task added the owner's
+loop turn and a Redis round trip to every frame: ~10-25 ms on a loaded machine, bench/cluster.py).
+Commands (the leases) go through the redis client. Subscriptions are kept across reconnects: while Redis is unreachable `up` is False (the channels answer `cluster_unavailable`),
 the reader retries every `RETRY_S`, and once it is back every topic is subscribed again.
 """
 
@@ -12,17 +13,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
+import ssl
 from typing import Awaitable, Callable, TypeVar
 
 import redis.asyncio as aioredis
+from redis.asyncio.connection import SSLConnection, parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 RETRY_S = 0.5
-_QUEUE = 10_000  # messages waiting for Redis; past it the oldest go (frames late by then are worthless)
+_BUFFER = 4 << 20  # bytes written and not yet taken by Redis above which messages are dropped (it is stuck)
 T = TypeVar("T")
 
 
@@ -40,19 +42,24 @@ class Bus:
         self._on_state = on_state
         self._handlers: dict[str, Callable[[bytes], None]] = {}
         self._pubsub: aioredis.client.PubSub | None = None
-        self._out: deque[tuple[str, bytes]] = deque(maxlen=_QUEUE)
-        self._wake = asyncio.Event()
+        self._url = url
+        self._publisher: asyncio.Transport | None = None
+        self.dropped = 0  # messages not published: Redis stuck (its socket's buffer full)
         self._tasks: list[asyncio.Task] = []
 
     def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._read()), asyncio.create_task(self._write())]
+        self._tasks = [asyncio.create_task(self._read())]
 
     async def stop(self) -> None:
+        self._on_state = lambda up: None  # closing is not Redis going away
+        self.up = False
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self._publisher is not None:
+            self._publisher.close()
         for client in (self.client, self._subscriber):
             with contextlib.suppress(Exception):
                 await client.aclose()
@@ -60,10 +67,14 @@ class Bus:
     # --- publish / subscribe -----------------------------------------------------------------
 
     def publish(self, topic: str, data: bytes) -> None:
-        """Queue `data` for `topic`; dropped while Redis is unreachable."""
-        if self.up:
-            self._out.append((topic, data))
-            self._wake.set()
+        """Send `data` on `topic` now; dropped while Redis is unreachable."""
+        t = self._publisher
+        if not self.up or t is None or t.is_closing():
+            return
+        if t.get_write_buffer_size() > _BUFFER:
+            self.dropped += 1
+            return
+        t.write(_command(b"PUBLISH", topic.encode(), data))
 
     def subscribe(self, topic: str, handler: Callable[[bytes], None]) -> None:
         """Call `handler` (synchronously, in the reader task) with every message on `topic`."""
@@ -110,7 +121,6 @@ class Bus:
             log.info("cluster: Redis reachable")
         else:
             log.warning("cluster: Redis unreachable (%s)", why)
-            self._out.clear()
         self._on_state(up)
 
     async def _read(self) -> None:
@@ -118,7 +128,8 @@ class Bus:
             pubsub = self._subscriber.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(*self._handlers)  # never empty: the process's own topic (node.py)
-                await self.client.ping()  # the publishing connection too
+                await self.client.ping()  # the command connection too
+                await self._connect_publisher()
                 self._pubsub = pubsub
                 self._set_up(True)
                 while self.up:  # a failed publish or command also sets it down: reconnect then
@@ -139,21 +150,47 @@ class Bus:
                 self._set_up(False, exc)
             finally:
                 self._pubsub = None
+                if self._publisher is not None:
+                    self._publisher.close()
+                    self._publisher = None
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()
             await asyncio.sleep(RETRY_S)
 
-    async def _write(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            while self._out:
-                batch = list(self._out)
-                self._out.clear()
-                try:
-                    async with self.client.pipeline(transaction=False) as pipe:
-                        for topic, data in batch:
-                            pipe.publish(topic, data)
-                        await pipe.execute()
-                except (RedisError, OSError) as exc:
-                    self._set_up(False, exc)
+    async def _connect_publisher(self) -> None:
+        opts = parse_url(self._url)
+        loop = asyncio.get_running_loop()
+        protocol = _Replies(lambda exc: self._set_up(False, exc or "the publishing connection closed"))
+        if "path" in opts:
+            transport, _ = await loop.create_unix_connection(lambda: protocol, opts["path"])
+        else:
+            tls = ssl.create_default_context() if opts.get("connection_class") is SSLConnection else None
+            transport, _ = await asyncio.wait_for(
+                loop.create_connection(lambda: protocol, opts.get("host", "localhost"), opts.get("port", 6379), ssl=tls),
+                1.0)
+        if opts.get("password"):
+            user = [opts["username"].encode()] if opts.get("username") else []
+            transport.write(_command(b"AUTH", *user, opts["password"].encode()))
+        self._publisher = transport
+
+
+class _Replies(asyncio.Protocol):
+    """The publishing connection's side: Redis answers each PUBLISH with its subscriber count, which
+    nobody needs; an error reply (a wrong password) is logged."""
+
+    def __init__(self, lost: Callable[[Exception | None], None]) -> None:
+        self._lost = lost
+        self._warned = False
+
+    def data_received(self, data: bytes) -> None:
+        if not self._warned and (data.startswith(b"-") or b"\r\n-" in data):
+            self._warned = True
+            log.error("cluster: Redis refused a PUBLISH: %s", data[:200].decode("utf-8", "replace"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._lost(exc)
+
+
+def _command(*parts: bytes) -> bytes:
+    """A Redis command in RESP."""
+    return b"*%d\r\n" % len(parts) + b"".join(b"$%d\r\n%s\r\n" % (len(p), p) for p in parts)
