@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -223,3 +225,52 @@ def test_rotations_viewers_on_other_processes_get_the_owners_frames(redis, tmp_p
         run(main())
     finally:
         stop(procs)
+
+
+DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
+needs_nginx = pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed (scripts/setup.sh)")
+
+
+@needs_nginx
+def test_the_nginx_config_is_valid(tmp_path):
+    (tmp_path / "tmp").mkdir()
+    done = subprocess.run(["nginx", "-t", "-p", str(tmp_path), "-c", str(DEPLOY / "nginx.conf")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+@needs_nginx
+def test_run_local_starts_the_set_behind_one_address(tmp_path):
+    """deploy/run-local.sh: Redis, 2 servers, nginx; two clients through nginx land on different
+    servers and share a channel."""
+    port, redis_port = free_port(), free_port()
+    script = subprocess.Popen([str(DEPLOY / "run-local.sh"), "2"], stdout=subprocess.PIPE, text=True,
+                              env={**os.environ, "PORT": str(port), "REDIS_PORT": str(redis_port),
+                                   "PYTHON": sys.executable, "TMPDIR": str(tmp_path)},
+                              start_new_session=True)
+
+    async def main():
+        url = f"http://127.0.0.1:{port}"
+        async with aiohttp.ClientSession() as http:
+            sender = await LiveClient.connect(http, url, channel="lobby", idle_frames=False)
+            viewer = await LiveClient.connect(http, url, channel="lobby", idle_frames=False)
+            roles = []
+            for i in (1, 2):
+                roles.append((await health(http, f"http://127.0.0.1:{port + i}"))["cluster"])
+            assert sorted(r["owned"] + r["relayed"] for r in roles) == [["lobby"], ["lobby"]]  # one each
+            await sender.caption("c1", "hello.")
+            seen = await until(viewer, is_type("unit_status"))
+            assert seen[-1]["status"] in ("signed", "fingerspelled")
+            async with http.get(f"{url}/metrics") as r:
+                assert r.status == 404  # scraped per server, not through the balancer
+            await sender.close()
+            await viewer.close()
+
+    try:
+        assert script.stdout is not None
+        line = script.stdout.readline()  # printed once every part listens
+        assert f"http://127.0.0.1:{port}/" in line, line
+        run(main())
+    finally:
+        os.killpg(script.pid, signal.SIGTERM)  # the script stops what it started
+        script.wait(timeout=30)
