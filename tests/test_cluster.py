@@ -12,13 +12,14 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
 import aiohttp
 import pytest
 
-from bench.cluster import free_port, start_redis, start_server
+from bench.cluster import free_port, start_redis, start_server, stop_servers
 from server.client_cli import LiveClient
 from server.protocol import SERVER_SCHEMAS, PoseFrame, schema_errors
 
@@ -27,30 +28,30 @@ pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,
 TTL = 1.5  # lease TTL of the test servers: failover within ~2 s
 
 
+@dataclass
+class Set:
+    """A redis-server and two servers in cluster mode sharing it."""
+
+    redis: subprocess.Popen
+    redis_port: int
+    procs: list[subprocess.Popen] = field(default_factory=list)
+    urls: list[str] = field(default_factory=list)
+
+
 @pytest.fixture
-def redis(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, int]]:
+def two(tmp_path: Path) -> Iterator[Set]:
     port = free_port()
-    proc = start_redis(port)
+    s = Set(start_redis(port), port)
     try:
-        yield proc, port
+        for i in range(2):
+            proc, url = start_server(tmp_path, port, name=f"p{i}", lease_ttl_s=TTL)
+            s.procs.append(proc)
+            s.urls.append(url)
+        yield s
     finally:
-        proc.kill()
-        proc.wait()
-
-
-def servers(n: int, redis_port: int, tmp_path: Path) -> list[tuple[subprocess.Popen, str]]:
-    return [start_server(tmp_path, redis_port, name=f"p{i}", lease_ttl_s=TTL) for i in range(n)]
-
-
-def stop(procs: list[tuple[subprocess.Popen, str]]) -> None:
-    for proc, _ in procs:
-        if proc.poll() is None:
-            proc.terminate()
-    for proc, _ in procs:
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_servers(s.procs)
+        s.redis.kill()
+        s.redis.wait()
 
 
 def run(coro: Any) -> Any:
@@ -74,19 +75,22 @@ def is_type(kind: str, **fields: Any):
     return lambda m: isinstance(m, dict) and m.get("type") == kind and all(m.get(k) == v for k, v in fields.items())
 
 
+async def pair(http: aiohttp.ClientSession, s: Set, channel: str, **viewer: Any) -> tuple[LiveClient, LiveClient]:
+    """A caption sender on the first server (it opens the channel, so owns it) and a viewer on the second."""
+    sender = await LiveClient.connect(http, s.urls[0], channel=channel, idle_frames=False)
+    return sender, await LiveClient.connect(http, s.urls[1], channel=channel, idle_frames=False, **viewer)
+
+
 async def health(http: aiohttp.ClientSession, url: str) -> dict[str, Any]:
     async with http.get(f"{url}/healthz") as r:
         return await r.json()
 
 
-def test_a_caption_sent_to_one_process_is_signed_for_a_viewer_on_another(redis, tmp_path):
-    procs = servers(2, redis[1], tmp_path)
-
+def test_a_caption_sent_to_one_process_is_signed_for_a_viewer_on_another(two):
     async def main():
-        (_, a), (_, b) = procs
+        a, b = two.urls
         async with aiohttp.ClientSession() as http:
-            sender = await LiveClient.connect(http, a, channel="news", idle_frames=False)
-            viewer = await LiveClient.connect(http, b, channel="news", fmt="binary", idle_frames=False)
+            sender, viewer = await pair(http, two, "news", fmt="binary")
             assert viewer.ready["language"] == sender.ready["language"]
             await sender.caption("c1", "hello good morning.")
             seen = await until(viewer, is_type("unit_status"))
@@ -111,25 +115,19 @@ def test_a_caption_sent_to_one_process_is_signed_for_a_viewer_on_another(redis, 
             await sender.close()
             await viewer.close()
 
-    try:
-        run(main())
-    finally:
-        stop(procs)
+    run(main())
 
 
-def test_the_owners_death_moves_the_channel_and_the_viewer_stays(redis, tmp_path):
-    procs = servers(2, redis[1], tmp_path)
-
+def test_the_owners_death_moves_the_channel_and_the_viewer_stays(two):
     async def main():
-        (proc_a, a), (_, b) = procs
+        a, b = two.urls
         async with aiohttp.ClientSession() as http:
-            sender = await LiveClient.connect(http, a, channel="hall", idle_frames=False)
-            viewer = await LiveClient.connect(http, b, channel="hall", idle_frames=False)
+            sender, viewer = await pair(http, two, "hall")
             assert (await health(http, a))["cluster"]["owned"] == ["hall"]
             await sender.caption("c1", "the weather today is warm and the news from home is good.")
             seen = await until(viewer, lambda m: isinstance(m, PoseFrame) and m.unit > 0)
             unit = next(m for m in seen if is_type("unit")(m))["unit"]
-            proc_a.send_signal(signal.SIGKILL)  # mid-unit
+            two.procs[0].send_signal(signal.SIGKILL)  # mid-unit
             killed = time.monotonic()
             # B takes the lease; the unit A left unfinished ends with a status saying why.
             seen = await until(viewer, is_type("unit_status", unit=unit), timeout=10 * TTL)
@@ -147,25 +145,17 @@ def test_the_owners_death_moves_the_channel_and_the_viewer_stays(redis, tmp_path
             assert any(isinstance(m, PoseFrame) and m.unit == new for m in seen)
             await viewer.close()
 
-    try:
-        run(main())
-    finally:
-        stop(procs)
+    run(main())
 
 
-def test_redis_down_gives_coded_errors_then_the_channel_resumes_and_private_sessions_go_on(redis, tmp_path):
-    redis_proc, port = redis
-    procs = servers(2, port, tmp_path)
-
+def test_redis_down_gives_coded_errors_then_the_channel_resumes_and_private_sessions_go_on(two):
     async def main():
-        nonlocal redis_proc
-        (_, a), (_, b) = procs
+        a, b = two.urls
         async with aiohttp.ClientSession() as http:
-            sender = await LiveClient.connect(http, a, channel="desk", idle_frames=False)
-            viewer = await LiveClient.connect(http, b, channel="desk", idle_frames=False)
+            sender, viewer = await pair(http, two, "desk")
             private = await LiveClient.connect(http, b, idle_frames=False)
-            redis_proc.kill()
-            redis_proc.wait()
+            two.redis.kill()
+            two.redis.wait()
             seen = await until(viewer, is_type("error"), timeout=10)
             assert seen[-1]["code"] == "cluster_unavailable"
             assert (await health(http, b))["cluster"]["redis"] == "unreachable"
@@ -179,7 +169,7 @@ def test_redis_down_gives_coded_errors_then_the_channel_resumes_and_private_sess
             seen = await until(private, is_type("unit_status"))
             assert seen[-1]["status"] in ("signed", "fingerspelled")
             # Redis back (restarted empty): the channel resumes, A's captions reach B's viewer again.
-            redis_proc = start_redis(port)
+            two.redis = start_redis(two.redis_port)
             deadline = time.monotonic() + 15
             while (await health(http, b))["cluster"]["redis"] != "reachable":
                 assert time.monotonic() < deadline, "B did not reconnect to Redis"
@@ -191,19 +181,12 @@ def test_redis_down_gives_coded_errors_then_the_channel_resumes_and_private_sess
             for c in (sender, viewer, private):
                 await c.close()
 
-    try:
-        run(main())
-    finally:
-        stop(procs)
-        redis_proc.kill()
-        redis_proc.wait()
+    run(main())
 
 
-def test_rotations_viewers_on_other_processes_get_the_owners_frames(redis, tmp_path):
-    procs = servers(2, redis[1], tmp_path)
-
+def test_rotations_viewers_on_other_processes_get_the_owners_frames(two):
     async def main():
-        (_, a), (_, b) = procs
+        a, b = two.urls
         async with aiohttp.ClientSession() as http:
             sender = await LiveClient.connect(http, a, channel="art", idle_frames=False)
             ws = await http.ws_connect(f"{b.replace('http', 'ws')}/ws")
@@ -221,10 +204,7 @@ def test_rotations_viewers_on_other_processes_get_the_owners_frames(redis, tmp_p
             await ws.close()
             await sender.close()
 
-    try:
-        run(main())
-    finally:
-        stop(procs)
+    run(main())
 
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
