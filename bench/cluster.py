@@ -191,8 +191,7 @@ async def step(urls: list[str], n: int, seconds: float, channel: str) -> dict:
         t1 = time.perf_counter()
         got = delivery(viewers, t0, t1)
         hops = hop_ms(viewers, owner=0)
-        for v in viewers:
-            await v.close()
+        await asyncio.gather(*(v.close() for v in viewers))
     return {"viewers": n, "per_process": [sum(1 for i in range(n) if i % len(urls) == p) for p in range(len(urls))],
             "delivered_min": round(min(got), 4), "delivered_mean": round(float(np.mean(got)), 4),
             "viewers_at_98pct": sum(g >= 0.98 for g in got),

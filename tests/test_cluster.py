@@ -207,6 +207,33 @@ def test_rotations_viewers_on_other_processes_get_the_owners_frames(two):
     run(main())
 
 
+def test_a_video_viewer_on_another_process_sees_the_channel_rendered_there(two):
+    """/offer on B for a channel A owns: B renders it from A's pose frames (one render per process)."""
+    from server.transports.webrtc import Viewer
+
+    async def main():
+        a, b = two.urls
+        async with aiohttp.ClientSession() as http:
+            sender = await LiveClient.connect(http, a, channel="screen", idle_frames=False)
+            viewer, status, body = await Viewer.offer(http, b, channel="screen")
+            assert status == 200, body
+            try:
+                assert (await viewer.until("ready"))["language"] == sender.ready["language"]
+                track = await asyncio.wait_for(viewer.video, 20)
+                await sender.caption("c1", "hello.")
+                status_msg = await viewer.until("unit_status", timeout=30)
+                assert status_msg["status"] in ("signed", "fingerspelled")
+                frames = [await asyncio.wait_for(track.recv(), 10) for _ in range(5)]
+                assert all(f.width > 0 for f in frames)
+                async with http.get(f"{b}/metrics") as r:
+                    assert "signstream_renders 1.0" in await r.text()  # B renders the channel itself
+            finally:
+                await viewer.close()
+                await sender.close()
+
+    run(main())
+
+
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 needs_nginx = pytest.mark.skipif(shutil.which("nginx") is None, reason="nginx is not installed (scripts/setup.sh)")
 
