@@ -224,6 +224,10 @@ async def failover(procs: list[subprocess.Popen], urls: list[str], channel: str)
                 if isinstance(msg, dict) and msg.get("type") == "unit" and msg["caption"].startswith("f"):
                     unit_at = time.perf_counter()
                     break
+        for _ in range(100):  # the new owner's frames come a tick or two after its first unit
+            if viewer.resumed_at is not None and viewer.resumed_at > killed:
+                break
+            await asyncio.sleep(0.05)
         await viewer.close()
         await client.close()
     frames_at = viewer.resumed_at if viewer.resumed_at and viewer.resumed_at > killed else None
