@@ -148,6 +148,25 @@ def test_the_owners_death_moves_the_channel_and_the_viewer_stays(two):
     run(main())
 
 
+def test_an_owner_shutting_down_hands_its_channel_over_at_once(two):
+    async def main():
+        a, b = two.urls
+        async with aiohttp.ClientSession() as http:
+            sender, viewer = await pair(http, two, "aula")
+            two.procs[0].terminate()  # SIGTERM: a graceful shutdown gives the lease up
+            deadline = time.monotonic() + 20
+            while (await health(http, b))["cluster"]["owned"] != ["aula"]:
+                assert time.monotonic() < deadline, "B did not take the channel"
+                await asyncio.sleep(0.1)
+            await viewer.caption("c2", "thank you.")
+            seen = await until(viewer, is_type("unit_status"))
+            assert seen[-1]["status"] in ("signed", "fingerspelled")
+            assert not any(is_type("closing")(m) for m in seen)  # B's clients were not told to leave
+            await viewer.close()
+
+    run(main())
+
+
 def test_redis_down_gives_coded_errors_then_the_channel_resumes_and_private_sessions_go_on(two):
     async def main():
         a, b = two.urls
