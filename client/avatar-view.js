@@ -216,7 +216,8 @@ export class AvatarView {
       bones[name] = {bone, restQ: bone.quaternion.clone(), restM: bone.matrix.clone(),
                      bindW: bone.matrixWorld.clone(), bindQ: bone.getWorldQuaternion(new THREE.Quaternion())};
     }
-    this.face = {bones, pivots: spec.pivots || {}, unit: spec.unit || 0.07, angles: spec.head_angles, shown: null};
+    this.face = {bones, pivots: spec.pivots || {}, unit: spec.unit || 0.07, angles: spec.head_angles,
+                 lid: spec.eyelid_angle || 0, shown: null};
   }
 
   // The non-manual track on the face bones, as server/avatar/face.py does on the server's rig:
@@ -267,7 +268,7 @@ export class AvatarView {
     const close = Math.max(v[FI.blink], 0.5 * v[FI.squint]);
     for (const name of ["eyelidLeft", "eyelidRight"]) {
       const p = F.pivots[name];
-      if (p) shape(name, about(p, new THREE.Matrix4().makeScale(1, Math.max(0.05, 1 - close), 1)));
+      if (p) shape(name, about(p, new THREE.Matrix4().makeRotationAxis(X, F.lid * close)));  // turned down over the eye
     }
     return true;
   }

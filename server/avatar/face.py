@@ -10,8 +10,10 @@ Two steps around forward kinematics, so the retargeter (arms, hands) stays untou
   each of the brows, jaw (mouth) and eyelids gets a deformation E in bind space, world_b ←
   world_b · bind_b⁻¹ · E · bind_b: brows move up (raise) or down and slant inner-down (furrow);
   the mouth (the jaw's geometry, scaled about its own centre) opens (taller, a little lower),
-  spreads (wider) or rounds (narrower, taller); eyelids (bones named like `*eyelid*`/`*lid*`) close
-  for blink and squint.
+  spreads (wider) or rounds (narrower, taller); upper eyelids (bones named like `*eyelid*`/`*lid*`)
+  turn down about their joint (the eye's centre), across the eye (x), by `EYELID_ANGLE` for a
+  blink and half of it for a squint (the bundled avatar's lids are built for that angle:
+  server/avatar/build.py).
 
 Amounts are in head-relative units (the distance between the brows, else the head bone's length),
 so an avatar of any size moves alike. `channels(rig)` says which channels an avatar can show;
@@ -42,6 +44,7 @@ _NEEDS: dict[str, tuple[str, ...]] = {
     "breath": ("upperChest", "chest"), "sway": ("spine",),
 }
 HEAD_ANGLES = {"head_nod": 0.30, "head_shake": 0.45, "head_tilt": 0.20}  # radians at ±1
+EYELID_ANGLE = float(np.radians(160))  # a closed upper lid's turn about the eye's centre
 _ALIASES = {"browLeft": ("browleft", "leftbrow", "brow_l", "brow.l"),
             "browRight": ("browright", "rightbrow", "brow_r", "brow.r"),
             "eyelidLeft": ("eyelidleft", "lefteyelid", "lid_l", "lid.l", "eyelid_l"),
@@ -77,8 +80,8 @@ class FaceRig:
     @classmethod
     def of(cls, rig: Rig, positions: np.ndarray | None = None, joints: np.ndarray | None = None,
            weights: np.ndarray | None = None) -> FaceRig:
-        """The face bones of `rig`; pass the mesh (positions, joints, weights) to find where each
-        leaf's geometry is (else its joint is the pivot)."""
+        """The face bones of `rig`; pass the mesh (positions, joints, weights) to find where the
+        geometry of each brow and the jaw is (else its joint is the pivot); an eyelid turns about its joint."""
         names = ("head", "neck", "jaw", "browLeft", "browRight", "eyelidLeft", "eyelidRight", "upperChest",
                  "chest", "spine")
         bones = {n: j for n in names if (j := _find(rig, n)) is not None}
@@ -88,7 +91,7 @@ class FaceRig:
                 continue
             j = bones[n]
             p = rig.bind[j, :3, 3]
-            if positions is not None and joints is not None and weights is not None:
+            if positions is not None and joints is not None and weights is not None and not n.startswith("eyelid"):
                 mine = joints[np.arange(len(joints)), np.argmax(weights, axis=1)] == j
                 if mine.any():
                     p = positions[mine].mean(axis=0)
@@ -113,7 +116,7 @@ class FaceRig:
         """What a page needs to apply the track alike (rotations stream `ready.avatar.face`)."""
         return {"joints": {n: int(j) for n, j in self.bones.items()},
                 "pivots": {n: [round(float(x), 5) for x in p] for n, p in self.pivots.items()},
-                "unit": round(self.unit, 5), "head_angles": HEAD_ANGLES,
+                "unit": round(self.unit, 5), "head_angles": HEAD_ANGLES, "eyelid_angle": round(EYELID_ANGLE, 5),
                 "channels": [c for c, ok in self.channels().items() if ok]}
 
     # --- before FK ---------------------------------------------------------------------------
@@ -167,7 +170,9 @@ class FaceRig:
         for name in ("eyelidLeft", "eyelidRight"):
             if name in self.pivots and close:
                 p = self.pivots[name]
-                out[name] = _translate(p) @ np.diag([1.0, max(0.05, 1 - close), 1.0, 1.0]) @ _translate(-p)
+                turn = np.eye(4)
+                turn[:3, :3] = axis_angle(np.array([1.0, 0.0, 0.0]), EYELID_ANGLE * close)
+                out[name] = _translate(p) @ turn @ _translate(-p)
         return out
 
     def shape(self, world: np.ndarray, face: np.ndarray | None) -> np.ndarray:
