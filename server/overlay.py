@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import json
 import math
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from engines.engine import Scheduler
 from engines.errors import SignStreamError
@@ -211,6 +214,7 @@ def render_overlay(cfg: Config, captions: Path, output: Path, language: str | No
     """Render a WebVTT/SRT file as an alpha overlay video at `output` (.webm or .mov); returns the
     report. The video is written whole or not at all."""
     from engines.loader import open_scheduler
+    from server.avatar.face import FaceRig
     from server.avatar.retarget import retarget_stream
     from server.avatar.video import check_output, open_renderer, render_frames, write_video
 
@@ -222,9 +226,15 @@ def render_overlay(cfg: Config, captions: Path, output: Path, language: str | No
                        open_scheduler(cfg.engine, float(cfg.video.fps)), str(captions), file.skipped)
     transparent = (*cfg.video.background[:3], 0.0)  # the overlay's background is always see-through
     model, settings, renderer = open_renderer(cfg, avatar_path, transparent)
-    with renderer:
-        poses = ((f.points, f.confidence) for f in player.frames())
-        images = render_frames(renderer, model.rig, retarget_stream(model.rig, player.fps, poses, settings))
+    faces: deque[np.ndarray | None] = deque()  # the track of the frames the retargeter has taken
+
+    def poses() -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for f in player.frames():
+            faces.append(f.face)
+            yield f.points, f.confidence
+    with renderer:  # the face as the live video track draws it: rotations and the track, frame by frame
+        frames = ((rot, faces.popleft()) for rot in retarget_stream(model.rig, player.fps, poses(), settings))
+        images = render_frames(renderer, FaceRig.of_avatar(model), frames)
         written = write_video(images, output, player.fps, rgba=True)
     report = player.report()
     assert written == report["frames"], (written, report["frames"])

@@ -169,7 +169,7 @@ class Stage:
         face, self._face = self._face, pose.face  # the retargeter runs a frame behind: so does the face
         if local is None:  # the smoothing's first frame
             return None
-        rgba = self.studio.renderer.submit(self.studio.face.world(local, face)).result()
+        rgba = self.studio.renderer.submit(*self.studio.face.pose(local, face)).result()
         return self.studio.compose(rgba, self.background)
 
     async def _draw_loop(self) -> None:

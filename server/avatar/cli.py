@@ -44,9 +44,12 @@ def check(file: str = typer.Argument(..., help="a glTF 2.0 / VRM humanoid (.glb,
     except AvatarError as exc:
         _fail(exc)
     report = avatar.report()
-    from server.avatar.face import FaceRig, vrm_expressions
-    report["non_manual"] = FaceRig.of_avatar(avatar).channels()  # which face/head channels it can show
-    report["vrm_expressions"] = vrm_expressions(file)
+    from server.avatar.face import FaceRig
+    face = FaceRig.of_avatar(avatar)
+    report["non_manual"] = face.channels()  # which face/head channels it can show
+    report["non_manual_by"] = face.shown_by()  # and how: "bones", "expressions" or ""
+    report["vrm_expressions"] = list(avatar.expressions)
+    report["morph_targets"] = list(avatar.mesh.morphs)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
@@ -61,13 +64,17 @@ def check(file: str = typer.Argument(..., help="a glTF 2.0 / VRM humanoid (.glb,
         typer.echo(f"  optional bones missing (they stay still): {', '.join(report['missing_optional'])}")
     for note in report["notes"]:
         typer.echo(f"  note: {note}")
-    shown = [c for c, ok in report["non_manual"].items() if ok]
-    lacking = [c for c, ok in report["non_manual"].items() if not ok]
-    typer.echo(f"  non-manual channels shown: {', '.join(shown) or 'none'}")
-    if lacking:
-        typer.echo(f"  non-manual channels it cannot show (no bone for them): {', '.join(lacking)}")
+    by = report["non_manual_by"]
+    for how, label in (("bones", "by bones"), ("expressions", "by expressions (morph targets)")):
+        if shown := [c for c, h in by.items() if h == how]:
+            typer.echo(f"  non-manual channels shown {label}: {', '.join(shown)}")
+    if lacking := [c for c, h in by.items() if not h]:
+        typer.echo(f"  non-manual channels it cannot show (no bone or expression for them): {', '.join(lacking)}")
     if report["vrm_expressions"]:
-        typer.echo(f"  VRM expressions in the file (morph targets, not driven yet): {', '.join(report['vrm_expressions'])}")
+        typer.echo(f"  VRM expressions in the file: {', '.join(report['vrm_expressions'])}")
+    if report["morph_targets"]:
+        typer.echo(f"  morph targets: {len(report['morph_targets'])} ({', '.join(report['morph_targets'][:12])}"
+                   f"{', …' if len(report['morph_targets']) > 12 else ''})")
 
 
 def render(input: str = typer.Argument(None, help="a .pose or .skels file (or give --captions)"),
@@ -162,7 +169,7 @@ def _render(cfg, input_path: Path, output: Path, avatar_path: str | None, frame:
     from server.avatar.errors import RenderError
     from server.avatar.face import FaceRig
     from server.avatar.retarget import retarget_sequence
-    from server.avatar.video import VIDEO_SUFFIXES, check_output, open_renderer, write_png, write_video
+    from server.avatar.video import VIDEO_SUFFIXES, check_output, open_renderer, render_frames, write_png, write_video
 
     v = cfg.video
     rgba = len(v.background) == 4 and v.background[3] < 1.0
@@ -180,21 +187,11 @@ def _render(cfg, input_path: Path, output: Path, avatar_path: str | None, frame:
             index = len(seq) // 2 if frame is None else frame
             if not 0 <= index < len(seq):
                 raise RenderError(f"--frame {index}: the clip has frames 0 to {len(seq) - 1}")
-            write_png(renderer.render(face_rig.world(rotations[index], faces[index])), output)
+            write_png(renderer.render(*face_rig.pose(rotations[index], faces[index])), output)
             typer.echo(f"{output}: frame {index} of {len(seq)}")
             return
 
-        def images():  # skins the next frame while the GL thread draws this one
-            pending = None
-            for rot, f in zip(rotations, faces):
-                job = renderer.submit(face_rig.world(rot, f))
-                if pending is not None:
-                    yield pending.result()
-                pending = job
-            if pending is not None:
-                yield pending.result()
-
-        count = write_video(images(), output, float(v.fps), rgba)
+        count = write_video(render_frames(renderer, face_rig, zip(rotations, faces)), output, float(v.fps), rgba)
     typer.echo(f"{output}: {count} frames at {v.fps} fps, {v.width}×{v.height}")
 
 

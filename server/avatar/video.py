@@ -21,10 +21,10 @@ import numpy as np
 from server.avatar.errors import RenderError
 
 if TYPE_CHECKING:
+    from server.avatar.face import FaceRig
     from server.avatar.gltf import Avatar
     from server.avatar.render import AvatarRenderer
     from server.avatar.retarget import RetargetSettings
-    from server.avatar.rig import Rig
     from server.config import Config
 
 
@@ -97,11 +97,13 @@ def open_renderer(cfg: Config, avatar_path: str | None,
     return model, settings, AvatarRenderer(model, v.width, v.height, background, a.skinning, v.antialias)
 
 
-def render_frames(renderer: AvatarRenderer, rig: Rig, rotations: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-    """Images for a stream of local rotations; skins the next frame while the GL thread draws this one."""
+def render_frames(renderer: AvatarRenderer, face: FaceRig,
+                  frames: Iterable[tuple[np.ndarray, np.ndarray | None]]) -> Iterator[np.ndarray]:
+    """Images for a stream of (local rotations, non-manual track or None), the track on the rig as
+    the live video track puts it; skins the next frame while the GL thread draws this one."""
     pending = None
-    for rot in rotations:
-        job = renderer.submit(rig.fk(rot))
+    for rot, values in frames:
+        job = renderer.submit(*face.pose(rot, values))
         if pending is not None:
             yield pending.result()
         pending = job
