@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/face.py [--frames 2000]          # per-frame cost, JSON
     .venv/bin/python bench/face.py --stills docs/images     # docs/images/face-*.png
+    .venv/bin/python bench/face.py --notation               # non-manual information in the DSGS lexicon
 
 Cost per frame of: the track in the timeline (rules, life, the values riding on each PoseFrame:
 `Timeline.next` with and without it), the rig side (`FaceRig.turn` before FK + `FaceRig.shape`
@@ -177,12 +178,39 @@ def stills(folder: Path) -> None:
         sheet([(lab, draw(frames[i], "body")) for lab, i in zip(labels, picks)], folder / "face-mouthing.png")
 
 
+def notation_nonmanuals(path: Path = Path(__file__).resolve().parent.parent / "engines/default/notation/sgg.json") -> dict:
+    """What non-manual information the bundled DSGS lexicon carries: the entries' fields, how many
+    have a non-manual field (HamNoSys has no non-manual tier; SiGML's `hnm_*` tiers and mouth
+    pictures would be one), and the head and face symbols (ISWA S2ff–S36c) in their SignWriting."""
+    import collections
+    import re
+
+    entries = json.loads(path.read_text(encoding="utf-8"))
+    fields = collections.Counter(k for e in entries for k in e)
+    manual = {"gloss", "hamnosys", "fsw", "sign_id"}  # a gloss, the manual notation, its SignWriting, an id
+    nonmanual_fields = sorted(k for k in fields if k not in manual)
+    bases: collections.Counter = collections.Counter()
+    with_face = 0
+    for e in entries:
+        face = [b for b in re.findall(r"S([0-9a-f]{3})[0-9a-f]{2}", e.get("fsw") or "") if 0x2FF <= int(b, 16) <= 0x36C]
+        bases.update(f"S{b}" for b in face)
+        with_face += any(b != "2ff" for b in face)  # more than the plain head circle
+    return {"lexicon": str(path.name), "entries": len(entries), "fields": dict(fields),
+            "entries_with_a_non_manual_field": sum(any(k in e for k in nonmanual_fields) for e in entries),
+            "signwriting_entries_with_face_symbols": with_face,
+            "signwriting_head_face_symbols": dict(bases.most_common())}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--frames", type=int, default=2000)
     ap.add_argument("--render-frames", type=int, default=100)
     ap.add_argument("--stills", type=Path, default=None, help="render the README stills into this folder and exit")
+    ap.add_argument("--notation", action="store_true", help="count the DSGS lexicon's non-manual information and exit")
     args = ap.parse_args()
+    if args.notation:
+        print(json.dumps(notation_nonmanuals(), indent=2))
+        return
     if args.stills is not None:
         stills(args.stills)
         return
