@@ -13,6 +13,7 @@ includes the same figures under "face". Wall times depend on the machine's load:
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import sys
@@ -113,8 +114,9 @@ def _unit_frames(text: str, language: str, words: list[str], seqs: list) -> list
 
 
 def stills(folder: Path) -> None:
-    """docs/images/face-question.png, face-negation.png, face-mouthing.png: the real avatar drawn by
-    the video path (retarget, the track on the rig, pyrender), head and shoulders, side by side."""
+    """docs/images/face-question.png, face-negation.png, face-mouthing.png, face-eyes.png: the real
+    avatar drawn by the video path (retarget, the track on the rig, pyrender), head and shoulders,
+    side by side."""
     from PIL import Image, ImageDraw
 
     from engines.loader import notation_lexicons
@@ -137,8 +139,8 @@ def stills(folder: Path) -> None:
 
     def draw(frame, crop: str = "head") -> Image.Image:
         rt = Retargeter(avatar.rig, 25.0, RetargetSettings(smoothing=False))
-        img = Image.fromarray(renderer.render(face.world(rt.solve(frame.points.astype(np.float64), frame.confidence),
-                                                          frame.face))[..., :3])
+        img = Image.fromarray(renderer.render(*face.pose(rt.solve(frame.points.astype(np.float64), frame.confidence),
+                                                         frame.face))[..., :3])
         w, h = img.size
         box = (int(w * 0.30), 0, int(w * 0.70), int(h * 0.32)) if crop == "head" else (int(w * 0.12), 0, int(w * 0.88), int(h * 0.70))
         return img.crop(box)
@@ -163,6 +165,17 @@ def stills(folder: Path) -> None:
         wh = still_unit("Wo wohnst du?", "gsg")
         sheet([("Du kommst morgen.", draw(mid(statement, 1))), ("Kommst du morgen?  brows raised", draw(mid(question, 1))),
                ("Wo wohnst du?  brows furrowed", draw(mid(wh, 1)))], folder / "face-question.png")
+        base = mid(statement, 1)
+
+        def eyes(**values: float) -> object:
+            f = copy.copy(base)
+            f.face = base.face.copy()
+            f.face[[nonmanual.INDEX["blink"], nonmanual.INDEX["squint"]]] = 0.0
+            for k, x in values.items():
+                f.face[nonmanual.INDEX[k]] = x
+            return f
+        sheet([("eyes open", draw(eyes())), ("squint", draw(eyes(squint=1.0))), ("blink: half", draw(eyes(blink=0.5))),
+               ("blink: closed", draw(eyes(blink=1.0)))], folder / "face-eyes.png")
         neg = still_unit("Ich komme nicht.", "gsg")
         shaken = [f for f in neg if f.segment in (2,)]
         left = max(shaken, key=lambda f: f.face[nonmanual.INDEX["head_shake"]])
