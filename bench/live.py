@@ -95,50 +95,14 @@ async def latency(url: str, n: int, words: list[str] | None = None, language: st
             "max_ms": round(float(a.max()), 2), "target_p50_ms": 30}
 
 
-async def _hold(url: str, seconds: float, counts: list[int], opened: asyncio.Event, stop: asyncio.Event) -> None:
-    async with aiohttp.ClientSession() as http:
-        client = await LiveClient.connect(http, url, fmt="binary", idle_frames=True)
-        opened.set()
-        start = None
-        async for msg in client.messages():
-            if isinstance(msg, PoseFrame):
-                now = time.monotonic()
-                if stop.is_set():
-                    break
-                if start is None:
-                    start = now
-                counts.append(now)
-        await client.close()
-
-
-async def sessions(url: str, n: int, seconds: float) -> dict:
-    stamps: list[list[float]] = [[] for _ in range(n)]
-    stop = asyncio.Event()
-    opened = [asyncio.Event() for _ in range(n)]
-    tasks = [asyncio.create_task(_hold(url, seconds, stamps[i], opened[i], stop)) for i in range(n)]
-    await asyncio.gather(*(o.wait() for o in opened))
-    await asyncio.sleep(2.0)  # settle
-    t0 = time.monotonic()
-    await asyncio.sleep(seconds)
-    t1 = time.monotonic()
-    stop.set()
-    await asyncio.sleep(0.5)
-    for t in tasks:
-        t.cancel()
-    rates = np.array([sum(1 for s in st if t0 <= s < t1) / (t1 - t0) for st in stamps])
-    ok = int(((rates >= 24) & (rates <= 26)).sum())
-    return {"sessions": n, "seconds": round(t1 - t0, 1), "held_at_25pm1": ok, "all_held": ok == n,
-            "fps_min": round(float(rates.min()), 2), "fps_median": round(float(np.median(rates)), 2),
-            "fps_max": round(float(rates.max()), 2), "target": 200}
-
-
-async def _sign(url: str, frames: list[tuple[float, int]], opened: asyncio.Event, go: asyncio.Event,
-                stop: asyncio.Event) -> None:
+async def _client(url: str, frames: list[tuple[float, int]], opened: asyncio.Event, go: asyncio.Event,
+                  stop: asyncio.Event, caption: str | None) -> None:
     async with aiohttp.ClientSession() as http:
         client = await LiveClient.connect(http, url, fmt="binary", idle_frames=True)
         opened.set()
         await go.wait()
-        await client.caption("long", LONG, final=True)
+        if caption:
+            await client.caption("long", caption, final=True)
         async for msg in client.messages():
             if isinstance(msg, PoseFrame):
                 if stop.is_set():
@@ -147,16 +111,17 @@ async def _sign(url: str, frames: list[tuple[float, int]], opened: asyncio.Event
         await client.close()
 
 
-async def signing(url: str, n: int, seconds: float) -> dict:
-    """n sessions, each sent LONG at the same moment: frames/s per session while all n sign."""
+async def _count(url: str, n: int, seconds: float, caption: str | None, start_s: float) -> tuple[list[list[int]], dict]:
+    """n sessions, each sent `caption` at the same moment (if any): the units of the frames each
+    received over `seconds`, counted from `start_s` after that moment, and their frames/s."""
     frames: list[list[tuple[float, int]]] = [[] for _ in range(n)]
     stop, go = asyncio.Event(), asyncio.Event()
     opened = [asyncio.Event() for _ in range(n)]
-    tasks = [asyncio.create_task(_sign(url, frames[i], opened[i], go, stop)) for i in range(n)]
+    tasks = [asyncio.create_task(_client(url, frames[i], opened[i], go, stop, caption)) for i in range(n)]
     await asyncio.gather(*(o.wait() for o in opened))
     await asyncio.sleep(2.0)  # settle
     go.set()
-    await asyncio.sleep(1.0)  # the units committed and started
+    await asyncio.sleep(start_s)
     t0 = time.monotonic()
     await asyncio.sleep(seconds)
     t1 = time.monotonic()
@@ -166,11 +131,22 @@ async def signing(url: str, n: int, seconds: float) -> dict:
         t.cancel()
     window = [[u for s, u in f if t0 <= s < t1] for f in frames]
     rates = np.array([len(w) / (t1 - t0) for w in window])
-    signed = np.array([sum(u != 0 for u in w) / max(1, len(w)) for w in window])  # share of frames of a unit
     ok = int(((rates >= 24) & (rates <= 26)).sum())
-    return {"sessions": n, "seconds": round(t1 - t0, 1), "held_at_25pm1": ok, "all_held": ok == n,
-            "fps_min": round(float(rates.min()), 2), "fps_median": round(float(np.median(rates)), 2),
-            "fps_max": round(float(rates.max()), 2), "signing_share_min": round(float(signed.min()), 3),
+    return window, {"sessions": n, "seconds": round(t1 - t0, 1), "held_at_25pm1": ok, "all_held": ok == n,
+                    "fps_min": round(float(rates.min()), 2), "fps_median": round(float(np.median(rates)), 2),
+                    "fps_max": round(float(rates.max()), 2)}
+
+
+async def sessions(url: str, n: int, seconds: float) -> dict:
+    _, result = await _count(url, n, seconds, None, 0.0)
+    return {**result, "target": 200}
+
+
+async def signing(url: str, n: int, seconds: float) -> dict:
+    """n sessions, each sent LONG at the same moment: frames/s per session while all n sign."""
+    window, result = await _count(url, n, seconds, LONG, 1.0)  # 1 s: the units committed and started
+    signed = np.array([sum(u != 0 for u in w) / max(1, len(w)) for w in window])  # share of frames of a unit
+    return {**result, "signing_share_min": round(float(signed.min()), 3),
             "load_average": [round(x, 2) for x in os.getloadavg()]}
 
 
