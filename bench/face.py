@@ -6,7 +6,8 @@
 
 Cost per frame of: the track in the timeline (rules, life, the values riding on each PoseFrame:
 `Timeline.next` with and without it), the rig side (`FaceRig.turn` before FK + `FaceRig.shape`
-after it), and a 512×512 render with and without the face (pyrender, real avatar). bench/avatar.py
+after it), skinning with 0, 4 and 52 morph targets weighted (expressions), and a 512×512 render
+with and without the face (pyrender, real avatar). bench/avatar.py
 includes the same figures under "face". Wall times depend on the machine's load: reported with it.
 """
 
@@ -56,13 +57,38 @@ def _timeline_ms(frames: int, with_track: bool) -> float:
     return (time.perf_counter() - t0) / done * 1000
 
 
+def _morph_skin_ms(avatar, world: np.ndarray, n: int) -> dict:
+    """Skinning a frame without morph targets, and with 4 or 52 (ARKit's count), all weighted, each
+    moving every vertex of the head and face (hair, ears, eyes, brows, lids, nose, mouth): the cost
+    of expressions on the server."""
+    from dataclasses import replace
+
+    from server.avatar.skinning import Skinner
+
+    rng = np.random.default_rng(0)
+    names = avatar.rig.names
+    face_bones = [names.index(n) for n in ("head", "jaw", "browLeft", "browRight", "eyelidLeft", "eyelidRight")]
+    head = np.isin(avatar.mesh.joints[:, 0], face_bones)[:, None]
+    out: dict = {"moved_vertices": int(head.sum()), "of": len(head)}
+    for k in (0, 4, 52):
+        morphs = {f"t{i}": np.where(head, rng.normal(0, 1e-3, avatar.mesh.positions.shape), 0).astype(np.float32)
+                  for i in range(k)}
+        skinner = Skinner(avatar.rig, replace(avatar.mesh, morphs=morphs))
+        weights = np.full(k, 0.5, np.float32) if k else None
+        t0 = time.perf_counter()
+        for _ in range(n):
+            skinner.skin(world, weights)
+        out[f"morph_targets_{k}"] = round((time.perf_counter() - t0) / n * 1000, 3)
+    return out
+
+
 def measure(frames: int = 2000, render_frames: int = 100) -> dict:
     avatar = load_avatar(ASSET)
     face = FaceRig.of_avatar(avatar)
     rig = avatar.rig
     local = Retargeter(rig, 25.0, RetargetSettings(smoothing=False)).rest
     values = np.zeros(len(nonmanual.CHANNELS), np.float32)
-    values[[nonmanual.INDEX[c] for c in ("brow_raise", "head_shake", "mouth_open", "breath")]] = (1.0, 0.7, 0.5, 0.3)
+    values[[nonmanual.INDEX[c] for c in ("brow_raise", "head_shake", "mouth_open", "breath", "blink")]] = (1.0, 0.7, 0.5, 0.3, 0.5)
     out: dict = {"load_average_start": [round(x, 2) for x in os.getloadavg()]}
     out["timeline_next_ms"] = {"without_track": round(_timeline_ms(frames, False), 4),
                                "with_track": round(_timeline_ms(frames, True), 4)}
@@ -84,6 +110,7 @@ def measure(frames: int = 2000, render_frames: int = 100) -> dict:
     out["rig_ms"] = {"fk": round(fk * 1000, 4), "fk_with_face": round(with_face * 1000, 4),
                      "face_added": round((with_face - fk) * 1000, 4),
                      "face_added_at_rest": round((at_rest - fk) * 1000, 4)}
+    out["skin_ms"] = _morph_skin_ms(avatar, rig.fk(local), frames // 4)
     from server.avatar.render import AvatarRenderer
 
     with AvatarRenderer(avatar, 512, 512) as r:

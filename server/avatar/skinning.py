@@ -51,7 +51,13 @@ class Skinner:
         self._blend_j = j[self.order][n_rigid:]
         self._blend_w = w[self.order][n_rigid:].astype(np.float32)
         self.morph_names = list(mesh.morphs)  # the order of `skin`'s morph weights
-        self._morphs = np.stack([d[self.order] for d in mesh.morphs.values()]) if mesh.morphs else np.zeros((0, len(pos), 3), np.float32)
+        # Per target, only the vertices it moves (a face's expressions move a few hundred of thousands);
+        # all of them where it moves most (indexing would then cost more than it saves).
+        self._morphs: list[tuple[np.ndarray | slice, np.ndarray]] = []
+        for m in mesh.morphs.values():
+            d = m[self.order].astype(np.float32)
+            idx = np.flatnonzero(np.any(d != 0, axis=1))
+            self._morphs.append((idx, d[idx]) if len(idx) < len(d) // 2 else (slice(None), d))
         self.positions = np.empty_like(pos)
         self.normals = np.empty_like(nrm)
 
@@ -65,9 +71,10 @@ class Skinner:
         pos, nrm = self.positions, self.normals
         src = self._pos_h
         if morph is not None and np.any(morph):
-            on = np.flatnonzero(morph)
             src = src.copy()
-            src[:, :3] += np.tensordot(np.asarray(morph, np.float32)[on], self._morphs[on], axes=1)
+            for k in np.flatnonzero(morph):
+                idx, delta = self._morphs[k]
+                src[idx, :3] += np.float32(morph[k]) * delta
         for b, s, e in self._runs:
             pos[s:e] = src[s:e] @ m[b].T
             nrm[s:e] = self._nrm[s:e] @ m[b, :, :3].T
