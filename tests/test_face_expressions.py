@@ -133,3 +133,25 @@ def test_vrm_expressions_map_onto_their_morph_targets(tmp_path: Path):
     assert "VRM expressions in the file: blink, aa, surprised, happy" in out.output
     report = json.loads(CliRunner().invoke(app, ["avatar", "check", str(path), "--json"]).output)
     assert report["non_manual_by"]["blink"] == "expressions" and not report["non_manual"]["mouth_round"]
+
+
+def test_vrm0_blend_shape_groups_map_by_their_presets(tmp_path: Path):
+    """VRM 0.x: blend shape groups by preset (`a` is VRM 1.0's `aa`), binds by mesh and target
+    index, weights 0–100."""
+    from server.avatar.face import FaceRig
+    from server.avatar.gltf import load_avatar
+
+    path = _morph_avatar(tmp_path / "vrm0.glb", {"browInnerUp": "brows", "eyeBlinkLeft": "lidL", "eyeBlinkRight": "lidR",
+                                                  "jawOpen": "mouthA"})
+    gltf = pygltflib.GLTF2.load(str(path))
+    groups = [{"name": "A", "presetName": "a", "binds": [{"mesh": 0, "index": 3, "weight": 100}]},
+              {"name": "Blink", "presetName": "blink", "binds": [{"mesh": 0, "index": 1, "weight": 100},
+                                                                 {"mesh": 0, "index": 2, "weight": 50},
+                                                                 {"mesh": 7, "index": 0, "weight": 100}]}]  # no mesh 7
+    gltf.extensions = {"VRM": {"blendShapeMaster": {"blendShapeGroups": groups}}}
+    gltf.save(str(path))
+    avatar = load_avatar(path)
+    assert avatar.expressions == {"aa": [("mouthA", 1.0)], "blink": [("lidL", 1.0), ("lidR", 0.5)]}
+    face = FaceRig.of_avatar(avatar)
+    assert face.morphs["mouth_open"] == [("mouthA", 1.0)] and face.morphs["squint"] == [("lidL", 0.5), ("lidR", 0.25)]
+    assert "brow_raise" not in face.morphs  # "brows" is neither a blend shape nor an expression of the table

@@ -7,15 +7,13 @@ Per channel, the alternatives are tried in order and the first the avatar has al
 weights scale the channel's value, and the weights of all channels on one target add up, clipped
 to [0, 1]. A channel the avatar shows with bones (server/avatar/face.py) is not also driven here.
 
-Everything resolves to morph target names: an expression is the targets it binds (with their
-weights), a blend shape is its own target. The server renderer adds the weighted target deltas
-before skinning (server/avatar/skinning.py); the page sets three.js `morphTargetInfluences` by the
-same names (`ready.avatar.face.morphs`).
+Everything resolves to morph target names: an expression is the targets it binds, with their
+weights (server/avatar/gltf.py reads both from the file), a blend shape is its own target. The
+server renderer adds the weighted target deltas before skinning (server/avatar/skinning.py); the
+page sets three.js `morphTargetInfluences` by the same names (`ready.avatar.face.morphs`).
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 Binds = list[tuple[str, float]]  # morph target name, weight at 1
 
@@ -31,53 +29,6 @@ CHANNEL_EXPRESSIONS: dict[str, tuple[tuple[tuple[str, float], ...], ...]] = {
     "mouth_spread": ((("mouthStretchLeft", 1.0), ("mouthStretchRight", 1.0)), (("ih", 1.0),)),
     "mouth_round": ((("mouthPucker", 1.0),), (("ou", 1.0),)),
 }
-# VRM 0.x blend shape presets → VRM 1.0 expression presets.
-_VRM0 = {"a": "aa", "i": "ih", "u": "ou", "e": "ee", "o": "oh", "blink_l": "blinkLeft", "blink_r": "blinkRight",
-         "joy": "happy", "sorrow": "sad", "fun": "relaxed", "lookup": "lookUp", "lookdown": "lookDown",
-         "lookleft": "lookLeft", "lookright": "lookRight"}
-
-
-def target_names(mesh: Any) -> list[str]:
-    """A glTF mesh's morph target names (`extras.targetNames`, as three.js reads them), else their
-    indices as strings (three.js's names for unnamed targets)."""
-    count = max((len(p.targets or []) for p in mesh.primitives), default=0)
-    names = (mesh.extras or {}).get("targetNames") if isinstance(mesh.extras, dict) else None
-    if isinstance(names, list) and len(names) >= count:
-        return [str(n) for n in names[:count]]
-    return [str(k) for k in range(count)]
-
-
-def file_expressions(gltf: Any) -> dict[str, Binds]:
-    """The expressions (VRM 1.0 `VRMC_vrm.expressions`) or blend shape groups (VRM 0.x) a file
-    declares, each with the morph targets it binds."""
-    def target(mesh: int | None, index: Any) -> str | None:
-        if mesh is None or not 0 <= mesh < len(gltf.meshes) or not isinstance(index, int):
-            return None
-        names = target_names(gltf.meshes[mesh])
-        return names[index] if 0 <= index < len(names) else None
-
-    out: dict[str, Binds] = {}
-    ext = gltf.extensions or {}
-    expressions = (ext.get("VRMC_vrm") or {}).get("expressions") or {}
-    for group in ("preset", "custom"):
-        for name, spec in (expressions.get(group) or {}).items():
-            binds = []
-            for b in (spec or {}).get("morphTargetBinds") or []:
-                node = b.get("node")
-                mesh = gltf.nodes[node].mesh if isinstance(node, int) and 0 <= node < len(gltf.nodes) else None
-                if (t := target(mesh, b.get("index"))) is not None:
-                    binds.append((t, float(b.get("weight", 1.0))))
-            out[str(name)] = binds
-    for g in ((ext.get("VRM") or {}).get("blendShapeMaster") or {}).get("blendShapeGroups") or []:
-        if not isinstance(g, dict):
-            continue
-        preset = str(g.get("presetName") or "")
-        name = _VRM0.get(preset, preset) if preset and preset != "unknown" else str(g.get("name"))
-        out[name] = [(t, float(b.get("weight", 100)) / 100) for b in g.get("binds") or []
-                     if isinstance(b, dict) and (t := target(b.get("mesh"), b.get("index"))) is not None]
-    return out
-
-
 def channel_binds(targets: list[str], expressions: dict[str, Binds], skip: set[str]) -> dict[str, Binds]:
     """Per channel not in `skip`, the morph targets (of `targets`) that show it, by the table."""
     by_name: dict[str, Binds] = {t.lower(): [(t, 1.0)] for t in targets}

@@ -71,7 +71,7 @@ class FaceRig:
 
     rig: Rig
     bones: dict[str, int]
-    pivots: dict[str, np.ndarray] = field(default_factory=dict)  # bind-space centre of each leaf's geometry
+    pivots: dict[str, np.ndarray] = field(default_factory=dict)  # bind space: a brow's or the jaw's geometry centre, an eyelid's joint
     unit: float = 0.07  # head-relative unit (avatar units): the distance between the brows
     morphs: dict[str, Binds] = field(default_factory=dict)  # channel → morph targets, where no bone shows it
     morph_names: list[str] = field(default_factory=list)  # the mesh's morph targets: the order of `weights`

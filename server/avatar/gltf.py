@@ -23,7 +23,6 @@ from server.avatar.errors import (
     AvatarReadError,
     AvatarSkinError,
 )
-from server.avatar.expressions import file_expressions, target_names
 from server.avatar.humanoid import ALL_BONES, MIXAMO, OPTIONAL, REQUIRED, normalise, vrm0_to_vrm1
 from server.avatar.rig import Rig
 from server.avatar.rotations import frame, matrix_to_quat, normalize, quat_to_matrix
@@ -133,7 +132,7 @@ def load_avatar(path: str | Path, bone_map: dict[str, str] | None = None) -> Ava
         if name.endswith("Distal") and len(kids):
             tips[j] = bind[kids[0], :3, 3].copy()
     rig = Rig(names, parents, bind, humanoid, tips)
-    return Avatar(rig, mesh, str(path), notes, turn, file_expressions(gltf))
+    return Avatar(rig, mesh, str(path), notes, turn, _file_expressions(gltf))
 
 
 def _open(path: Path) -> pygltflib.GLTF2:
@@ -294,7 +293,7 @@ def _skinned_primitives(gltf: pygltflib.GLTF2, path: Path) -> tuple[int, list[tu
             if not 0 <= node.mesh < len(gltf.meshes) or not 0 <= node.skin < len(gltf.skins):
                 raise AvatarReadError(path, f"node {node.name!r} names a missing mesh or skin")
             mesh = gltf.meshes[node.mesh]
-            by_skin.setdefault(node.skin, []).extend((p, target_names(mesh)) for p in mesh.primitives)
+            by_skin.setdefault(node.skin, []).extend((p, _target_names(mesh)) for p in mesh.primitives)
     if not by_skin:
         raise AvatarSkinError(path, "no skin: no mesh node is bound to a skin")
     skin = min(by_skin)
@@ -369,6 +368,53 @@ def _merge(gltf: pygltflib.GLTF2, blobs: _Buffers, path: Path, prims: list, n_jo
             deltas[start:start + len(d)] = d
         mesh.morphs[name] = deltas
     return mesh
+
+
+# VRM 0.x blend shape presets → VRM 1.0 expression presets.
+_VRM0 = {"a": "aa", "i": "ih", "u": "ou", "e": "ee", "o": "oh", "blink_l": "blinkLeft", "blink_r": "blinkRight",
+         "joy": "happy", "sorrow": "sad", "fun": "relaxed", "lookup": "lookUp", "lookdown": "lookDown",
+         "lookleft": "lookLeft", "lookright": "lookRight"}
+
+
+def _target_names(mesh: pygltflib.Mesh) -> list[str]:
+    """A glTF mesh's morph target names (`extras.targetNames`, as three.js reads them), else their
+    indices as strings (three.js's names for unnamed targets)."""
+    count = max((len(p.targets or []) for p in mesh.primitives), default=0)
+    names = (mesh.extras or {}).get("targetNames") if isinstance(mesh.extras, dict) else None
+    if isinstance(names, list) and len(names) >= count:
+        return [str(n) for n in names[:count]]
+    return [str(k) for k in range(count)]
+
+
+def _file_expressions(gltf: pygltflib.GLTF2) -> dict[str, list[tuple[str, float]]]:
+    """The expressions (VRM 1.0 `VRMC_vrm.expressions`) or blend shape groups (VRM 0.x) a file
+    declares, each with the morph targets it binds."""
+    def target(mesh: int | None, index: object) -> str | None:
+        if mesh is None or not 0 <= mesh < len(gltf.meshes) or not isinstance(index, int):
+            return None
+        names = _target_names(gltf.meshes[mesh])
+        return names[index] if 0 <= index < len(names) else None
+
+    out: dict[str, list[tuple[str, float]]] = {}
+    ext = gltf.extensions or {}
+    expressions = (ext.get("VRMC_vrm") or {}).get("expressions") or {}
+    for group in ("preset", "custom"):
+        for name, spec in (expressions.get(group) or {}).items():
+            binds = []
+            for b in (spec or {}).get("morphTargetBinds") or []:
+                node = b.get("node")
+                mesh = gltf.nodes[node].mesh if isinstance(node, int) and 0 <= node < len(gltf.nodes) else None
+                if (t := target(mesh, b.get("index"))) is not None:
+                    binds.append((t, float(b.get("weight", 1.0))))
+            out[str(name)] = binds
+    for g in ((ext.get("VRM") or {}).get("blendShapeMaster") or {}).get("blendShapeGroups") or []:
+        if not isinstance(g, dict):
+            continue
+        preset = str(g.get("presetName") or "")
+        name = _VRM0.get(preset, preset) if preset and preset != "unknown" else str(g.get("name"))
+        out[name] = [(t, float(b.get("weight", 100)) / 100) for b in g.get("binds") or []
+                     if isinstance(b, dict) and (t := target(b.get("mesh"), b.get("index"))) is not None]
+    return out
 
 
 def _vertex_normals(pos: np.ndarray, tris: np.ndarray) -> np.ndarray:
