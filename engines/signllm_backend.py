@@ -33,15 +33,14 @@ from engines.counter import reached_end
 from engines.engine import Kind, StepOutput
 from engines.langgloss import format_gloss
 from engines.lexicon import Alphabet, CannotSpell, fold, load_alphabets
-from engines.manifest import CACHE, MEMORY, RUNTIMES, STEP_VALUES, Manifest, RuntimeUnavailable, read_manifest
-from engines.skeleton import FRAME_VALUES, LEFT_HAND_SLICE, NECK, NUM_JOINTS, RIGHT_HAND_SLICE
+from engines.manifest import CACHE, MEMORY, NEG, RUNTIMES, Manifest, RuntimeUnavailable, read_manifest
+from engines.skeleton import FRAME_VALUES, LEFT_HAND_SLICE, NECK, NUM_JOINTS, RIGHT_HAND_SLICE, STEP_VALUES
 from engines.tokenizer import PAD_ID, UNK_ID, Tokenizer
 
 # Token budget of one word: a longer one goes to the next path (the letter recordings). The encoder's
 # cost grows with the square of the tokens (4,000 tokens: 2 s, blocking every session) and each step's
 # with the frames generated so far, which a long word makes many; real words stay well under it.
 MAX_TOKENS = 48
-NEG = -1e4  # the model's additive mask value (engines.model.NEG; not imported: that module needs torch)
 # Cut masked cache columns once this many pile up (cutting copies the cache; doing it every tick would
 # cost more than attending over a few dead columns).
 COMPACT_AFTER = 16

@@ -11,11 +11,12 @@ import torch
 
 from engines.errors import PoseFormatError
 from engines.formats.prompt2sign import read_split, write_split
+from engines.langgloss import split_gloss
 from server.config import ConfigError
 from training.backtranslate.decoder import DecoderConfig, SignTranslator
 from training.backtranslate.encoder import EncoderConfig, SignEncoder, local_attention_mask, pose_features
 from training.backtranslate.evaluate import read_poses, score_poses, text_scores, without_collapsed_hands
-from training.backtranslate.lm import build_tokenizer, language_marker
+from training.backtranslate.lm import build_tokenizer
 from training.backtranslate.pseudogloss import GlossVocab, PseudoGlossHead, pseudo_glosses
 from training.backtranslate.train import batch_at, batch_tensors, examples_from, load_config
 
@@ -230,7 +231,7 @@ def test_text_scores():
 def test_malformed_records_and_configs(small_corpus, tmp_path):
     records = read_split(small_corpus / "ase", "test")[:2]
     with pytest.raises(ValueError, match="language marker"):
-        language_marker("FS:H-O")
+        split_gloss("FS:H-O")
     records[0].gloss = "FS:H-O"
     with pytest.raises(ValueError, match="language marker"):
         examples_from(records)

@@ -182,7 +182,7 @@ def build_corpus(out: str | Path, languages: list[str] | None = None, words_per_
         "words_per_lang": words_per_lang,
         "splits": dict(zip(SPLITS, SPLIT_FRACTIONS)),
         "split_rule": "sha256(seed, recording group, word); languages sharing recordings share splits",
-        "gloss_format": "<lang> FS:L-E-T-T-E-R-S",
+        "gloss_format": format_gloss("lang", list("letters")),  # <lang> FS:L-E-T-T-E-R-S
         "languages": {lang: vars(results[lang]) for lang in languages},
         "totals": {s: sum(r.counts[s] for r in results.values()) for s in SPLITS},
         "build_seconds": round(time.perf_counter() - started, 1),

@@ -16,6 +16,7 @@ import torch
 
 from engines.errors import PoseFormatError
 from engines.formats.prompt2sign import Record, parse_skels, read_split
+from engines.langgloss import marker_language
 from engines.sequence import PoseSequence
 from engines.skeleton import LEFT_HAND_SLICE, RIGHT_HAND_SLICE
 from training.backtranslate.decoder import SignTranslator
@@ -90,7 +91,7 @@ def evaluate_examples(judge: SignTranslator, examples: list[PoseExample], sample
     result = text_scores(hyps, refs)
     per: dict[str, list[int]] = {}
     for i, e in enumerate(examples):
-        per.setdefault(e.marker.strip("<>"), []).append(i)
+        per.setdefault(marker_language(e.marker), []).append(i)
     result["per_language"] = {lang: {k: v for k, v in text_scores([hyps[i] for i in idx], [refs[i] for i in idx]).items()
                                      if k in ("cer", "accuracy", "n")} for lang, idx in sorted(per.items())}
     result["samples"] = [{"reference": refs[i], "reading": hyps[i]}

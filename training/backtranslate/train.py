@@ -24,10 +24,11 @@ import numpy as np
 import torch
 
 from engines.formats.prompt2sign import Record, read_split
+from engines.langgloss import language_marker, marker_language, split_gloss
 from engines.typed_config import ConfigError, load_toml
 from training.backtranslate.decoder import DecoderConfig, SignTranslator
 from training.backtranslate.encoder import EncoderConfig
-from training.backtranslate.lm import LMConfig, corpus_spoken, language_marker, load_lm, pretrain_lm
+from training.backtranslate.lm import LMConfig, corpus_spoken, load_lm, pretrain_lm
 from training.backtranslate.pseudogloss import GlossVocab, PseudoGlossHead, lm_prototypes, pseudo_glosses
 
 JUDGE_CONFIG = "judge.json"
@@ -119,7 +120,7 @@ def examples_from(records: list[Record]) -> list[PoseExample]:
     for r in records:
         if len(r.sequence) == 0:
             raise ValueError(f"record {r.name!r}: empty pose sequence")
-        out.append(PoseExample(language_marker(r.gloss), r.text, r.gloss,
+        out.append(PoseExample(split_gloss(r.gloss)[0], r.text, r.gloss,
                                r.sequence.frames.astype(np.float16), r.sequence.confidence.astype(np.float16)))
     return out
 
@@ -280,7 +281,7 @@ def pretrain_encoder(model: SignTranslator, examples: list[PoseExample], spoken:
                      cfg: BacktranslateConfig, ckpt: Checkpointer, state: dict, log) -> dict:
     """Stage 1: the sign encoder learns to localise pseudo-glosses against frozen LM prototypes."""
     p = cfg.pretrain
-    glosses = [pseudo_glosses(e.text, e.gloss, spoken[e.marker.strip("<>")]) for e in examples]
+    glosses = [pseudo_glosses(e.text, e.gloss, spoken[marker_language(e.marker)]) for e in examples]
     vocab = GlossVocab.build(glosses, p.min_count)
     prototypes = lm_prototypes(model.lm.get_base_model(), model.tokenizer, vocab.items)
     head = PseudoGlossHead(model.enc_cfg.d_model, prototypes, p.temperature)
@@ -402,7 +403,7 @@ def train(config_path: str | Path, out: str | Path, lm_override: str | Path | No
         state = {k: v for k, v in state.items() if k not in STAGE_KEYS}
     summary["translate"] = train_translation(model, train_ex, cfg, ckpt, state, log)
     summary |= {"cpu_seconds": elapsed()["cpu_s"], "wall_seconds": elapsed()["wall_s"]}
-    save_judge(out, model, lm_path, {f"<{k}>": v for k, v in spoken.items() if k in languages},
+    save_judge(out, model, lm_path, {language_marker(k): v for k, v in spoken.items() if k in languages},
                {"trained_on": {"corpus": str(corpus), "languages": languages, "summary": summary}})
     judge = load_judge(out)  # score what was saved (float16 weights), not what is in memory
     summary["dev"] = evaluate_examples(judge, dev_ex)
