@@ -27,7 +27,7 @@ from training.backtranslate.decoder import DecoderConfig, SignTranslator
 from training.backtranslate.encoder import EncoderConfig
 from training.backtranslate.evaluate import evaluate_examples
 from training.backtranslate.judge import load_judge, save_judge
-from training.backtranslate.lm import LMConfig, corpus_spoken, pretrain_lm
+from training.backtranslate.lm import LMConfig, corpus_spoken, load_lm, pretrain_lm
 from training.backtranslate.pseudogloss import GlossVocab, PseudoGlossHead, lm_prototypes, pseudo_glosses
 
 
