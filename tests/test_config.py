@@ -85,9 +85,13 @@ def test_training_reads_its_corpus_table_and_the_server_skips_it(tmp_path):
     assert load_config(path).server.port == 9000 and not hasattr(load_config(path), "corpus")
     assert load_corpus_config(path) == CorpusConfig(languages=["ase"], seed=7)
     assert load_corpus_config() == CorpusConfig()  # the repository's config.toml
-    path.write_text("[corpus]\nsed = 7\n")
-    with pytest.raises(ConfigError, match="unknown key 'corpus.sed'"):
+
+
+@pytest.mark.parametrize("text, message", [("[corpus]\nsed = 7\n", "unknown key 'corpus.sed'"),
+                                           ("corpus = 3\n", "'corpus' must be a table")])
+def test_bad_corpus_table_names_key_and_file(tmp_path, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as err:
         load_corpus_config(path)
-    path.write_text("corpus = 3\n")
-    with pytest.raises(ConfigError, match="'corpus' must be a table"):
-        load_corpus_config(path)
+    assert message in str(err.value) and str(path) in str(err.value)
