@@ -282,7 +282,7 @@ class ReaderReward:
     as the example's word y (its letters and end of text). The judge is frozen."""
 
     def __init__(self, folder: str | Path) -> None:
-        from training.backtranslate.train import load_judge
+        from training.backtranslate.judge import load_judge
 
         self.judge = load_judge(folder)
         for p in self.judge.parameters():

@@ -11,14 +11,11 @@ from pathlib import Path
 
 import typer
 
+from engines.errors import fail
+
 avatar_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Check rigged avatars.")
 
 _CONFIG = typer.Option(None, "--config", help="config file (default: the repository's config.toml)")
-
-
-def _fail(exc) -> None:
-    typer.echo(f"error [{exc.code}]: {exc.message}", err=True)
-    raise typer.Exit(2)
 
 
 def _load_config(config: str | None):
@@ -27,7 +24,7 @@ def _load_config(config: str | None):
     try:
         return load_config(config)
     except ConfigError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 @avatar_app.command("check")
@@ -42,7 +39,7 @@ def check(file: str = typer.Argument(..., help="a glTF 2.0 / VRM humanoid (.glb,
     try:
         avatar = load_avatar(file, cfg.avatar.bone_map)
     except AvatarError as exc:
-        _fail(exc)
+        fail(exc)
     report = avatar.report()
     from server.avatar.face import FaceRig, vrm_expressions
     report["non_manual"] = FaceRig.of_avatar(avatar).channels()  # which face/head channels it can show
@@ -99,7 +96,7 @@ def render(input: str = typer.Argument(None, help="a .pose or .skels file (or gi
         else:
             _render(cfg, Path(input), Path(output), avatar, frame, line, skels_scale)
     except SignStreamError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 def _with_video(cfg, size: str | None, fps: int | None, engine: str | None):

@@ -19,9 +19,9 @@ from engines.formats.prompt2sign import Record, parse_skels, read_split
 from engines.langgloss import marker_language
 from engines.sequence import PoseSequence
 from engines.skeleton import LEFT_HAND_SLICE, RIGHT_HAND_SLICE
+from training.backtranslate.data import PoseExample, batch_tensors, corpus_languages, examples_from
 from training.backtranslate.decoder import SignTranslator
-from training.backtranslate.train import (PoseExample, batch_tensors, corpus_languages, examples_from,
-                                          load_judge)
+from training.backtranslate.judge import load_judge
 
 JUDGE_FPS = 25.0  # the corpus rate the judge was trained at; other rates are resampled to it
 # Engines report every point as seen, and SignLLM learns the corpus's missing hand (zeros) as a hand
