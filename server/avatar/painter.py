@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from server.config import Config
 
 # One input frame: canonical points (50, 3), confidence (50,), non-manual values (or None: neutral).
-Pose = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]
+Pose = tuple[np.ndarray, np.ndarray, np.ndarray | None]
 
 
 class AvatarPainter:
