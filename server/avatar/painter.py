@@ -19,6 +19,7 @@ from server.avatar.face import FaceRig
 from server.avatar.gltf import Avatar, load_avatar
 from server.avatar.render import AvatarRenderer
 from server.avatar.retarget import Retargeter, RetargetSettings
+from server.avatar.skinning import SkinMode
 
 if TYPE_CHECKING:
     from server.config import Config
@@ -31,11 +32,11 @@ class AvatarPainter:
     """Pose frames of `avatar` → uint8 images (H, W, 3), or (H, W, 4) when `background` is see-through."""
 
     def __init__(self, avatar: Avatar, width: int, height: int, background: Sequence[float],
-                 settings: RetargetSettings = RetargetSettings(), fps: float = 25.0, skinning: str = "rigid",
+                 settings: RetargetSettings = RetargetSettings(), fps: float = 25.0, skinning: SkinMode = "rigid",
                  samples: int = 0) -> None:
         self.avatar, self.settings, self.fps = avatar, settings, fps
         self.face = FaceRig.of_avatar(avatar)  # head turns, brows, mouth and eyelids from the track
-        self.renderer = AvatarRenderer(avatar, width, height, tuple(background), skinning, samples)  # type: ignore[arg-type]
+        self.renderer = AvatarRenderer(avatar, width, height, tuple(background), skinning, samples)
 
     @classmethod
     def open(cls, cfg: Config, avatar_path: str | None = None,
