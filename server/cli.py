@@ -141,7 +141,7 @@ def captions(file: str = typer.Argument(..., help="a WebVTT (.vtt) or SRT (.srt)
              speed: float = typer.Option(1.0, "--speed", help="play the file this many times faster than real time"),
              channel: str = _CHANNEL, server: str = _SERVER, token: str = _TOKEN) -> None:
     """Play a caption file into a session in real time, printing units and their statuses."""
-    from server.caption_files import CaptionFileError, read_captions
+    from engines.formats.captions import CaptionFileError, read_captions
     from server.client_cli import play_cues
 
     try:
@@ -151,7 +151,7 @@ def captions(file: str = typer.Argument(..., help="a WebVTT (.vtt) or SRT (.srt)
     _run_client(play_cues(server, captions_file.cues, lang, token, speed, channel, captions_file.skipped))
 
 
-from server.avatar.cli import avatar_app, render as render_command  # noqa: E402  (typer only; heavy imports are lazy)
+from server.avatar_cli import avatar_app, render as render_command  # noqa: E402  (typer only; heavy imports are lazy)
 
 app.add_typer(avatar_app, name="avatar")
 app.command("render")(render_command)

@@ -27,10 +27,7 @@ import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from server.avatar.face import FaceRig
-from server.avatar.gltf import Avatar, load_avatar
-from server.avatar.render import AvatarRenderer
-from server.avatar.retarget import Retargeter, RetargetSettings
+from server.avatar.painter import AvatarPainter
 from server.config import Config
 from server.protocol import PoseFrame
 
@@ -68,14 +65,11 @@ class Studio:
     makes a GL context): build it off the event loop."""
 
     def __init__(self, cfg: Config) -> None:
-        v, a = cfg.video, cfg.avatar
+        v = cfg.video
         self.fps = float(v.fps)
         self.background: RGB = tuple(int(round(c * 255)) for c in v.background[:3])  # type: ignore[assignment]
-        self.avatar: Avatar = load_avatar(cfg.resolve(a.path), a.bone_map)
-        self.settings = RetargetSettings(a.min_confidence, a.hold_seconds, a.ease_seconds, a.smoothing, a.finger_limits)
-        self.renderer = AvatarRenderer(self.avatar, v.width, v.height, (*v.background[:3], 0.0), a.skinning, v.antialias)
-        self.rest: np.ndarray = self.renderer.render(self.avatar.rig.bind)  # RGBA
-        self.face = FaceRig.of_avatar(self.avatar)  # brows, mouth, head from the non-manual track
+        self.painter = AvatarPainter.open(cfg, background=(*v.background[:3], 0.0))
+        self.rest: np.ndarray = self.painter.paint_rest()  # RGBA
 
     def compose(self, rgba: np.ndarray, background: RGB) -> np.ndarray:
         """The RGBA picture over an opaque background colour → RGB."""
@@ -88,7 +82,7 @@ class Studio:
         return ((out + 127) // 255).astype(np.uint8)
 
     def close(self) -> None:
-        self.renderer.close()
+        self.painter.close()
 
 
 def _encoder(codec: str, width: int, height: int, fps: float) -> av.CodecContext:
@@ -124,10 +118,9 @@ class Stage:
         self.stats = TrackStats()
         self.viewers: set[ViewerTrack] = set()
         self.image: np.ndarray = studio.compose(studio.rest, self.background)  # the newest picture
-        self._retargeter = Retargeter(studio.avatar.rig, studio.fps, studio.settings)
+        self._stream = studio.painter.stream()
         self._encoder = _encoder(codec, self.image.shape[1], self.image.shape[0], studio.fps)
         self._pose: PoseFrame | None = None  # the newest pose not yet drawn
-        self._face: np.ndarray | None = None  # the non-manual values of the pose the retargeter holds back
         self._wake = asyncio.Event()
         self._watched = asyncio.Event()  # some viewer's peer is connected: draw and encode only then
         self._keyframe = True
@@ -165,12 +158,8 @@ class Stage:
 
     def _solve(self, pose: PoseFrame) -> np.ndarray | None:
         """Retarget, FK and skin on a worker thread, draw on the GL thread, compose here."""
-        local = self._retargeter.push(pose.points.astype(np.float64), pose.confidence)
-        face, self._face = self._face, pose.face  # the retargeter runs a frame behind: so does the face
-        if local is None:  # the smoothing's first frame
-            return None
-        rgba = self.studio.renderer.submit(self.studio.face.world(local, face)).result()
-        return self.studio.compose(rgba, self.background)
+        rgba = self._stream.paint(pose.points, pose.confidence, pose.face)
+        return None if rgba is None else self.studio.compose(rgba, self.background)  # None: smoothing's first frame
 
     async def _draw_loop(self) -> None:
         loop = asyncio.get_running_loop()

@@ -161,7 +161,7 @@ def test_the_track_travels_in_json_and_binary_and_old_frames_still_decode():
 
 @pytest.fixture(scope="module")
 def stage():
-    from server.avatar.build import ASSET
+    from tools.avatar_build import ASSET
     from server.avatar.face import FaceRig
     from server.avatar.gltf import load_avatar
     from server.avatar.render import AvatarRenderer
@@ -277,7 +277,7 @@ def test_avatar_check_says_which_channels_an_avatar_shows(tmp_path):
     import pygltflib
     from typer.testing import CliRunner
 
-    from server.avatar.build import ASSET
+    from tools.avatar_build import ASSET
     from server.cli import app
 
     out = CliRunner().invoke(app, ["avatar", "check", str(ASSET), "--json"])

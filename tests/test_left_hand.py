@@ -17,7 +17,7 @@ import pytest
 
 from engines.loader import open_scheduler
 from engines.skeleton import LEFT_HAND_SLICE, L_WRIST, NECK
-from server.avatar.build import ASSET
+from tools.avatar_build import ASSET
 from server.avatar.gltf import load_avatar
 from server.avatar.humanoid import FINGERS, SIDES, finger_bones
 from server.avatar.render import AvatarRenderer
