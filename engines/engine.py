@@ -21,7 +21,7 @@ import numpy as np
 
 from engines.textnorm import tokenize
 
-Path = Literal["notation", "signllm", "lexicon", "text"]  # what produced a segment
+SignPath = Literal["notation", "signllm", "lexicon", "text"]  # what produced a segment
 Kind = Literal["sign", "fingerspelling", "text"]  # what the viewer sees
 # How a unit ended, as sessions report it.
 UnitOutcome = Literal["signed", "fingerspelled", "shown_as_text", "cancelled", "failed"]
@@ -47,7 +47,7 @@ class Segment:
     """One word of a unit and how it will be (or was) produced."""
 
     word: str
-    path: Path
+    path: SignPath
     kind: Kind
     gloss: str = ""
     reason: str = ""  # why it is shown as text (or why a path in front fell back, e.g. a sign not rendered)
@@ -67,7 +67,7 @@ class StepOutput:
 class Backend(Protocol):
     """A way of producing signs: the SignLLM runtime, or the lexicon/fingerspelling engine."""
 
-    name: Path
+    name: SignPath
     languages: frozenset[str]
 
     def plan(self, word: str, language: str) -> tuple[str, Kind] | str:

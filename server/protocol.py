@@ -328,7 +328,7 @@ class Hello:
     idle_frames: bool = True
     token: str | None = None
     frames: Frames = "poses"  # used by the transports (server/rotation_stream.py), not by the session
-    channel: str | None = None  # used by the transports (server/channels.py), not by the session
+    channel: str | None = None  # used by the transports (server/transports/channels.py), not by the session
     background: str | None = None
 
 

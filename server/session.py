@@ -3,7 +3,7 @@
 The session knows nothing of its transport. A transport feeds it raw client messages
 (`handle`), runs its frame clock (`run`), and gives it two callables: `send` (queue a server
 message; never blocks) and `end` (flush and close the connection with a close code). The
-WebSocket transport and server/channels.py (for WebRTC viewers and channels) do this.
+WebSocket transport and server/transports/channels.py (for WebRTC viewers and channels) do this.
 
 Every committed unit ends with exactly one unit_status: signed / fingerspelled / shown_as_text
 after it played, shown_as_text when the backlog policy skips it, cancelled after a correction,
@@ -188,7 +188,7 @@ class Session:
             self._send(Message("pong"))
 
     def _hello(self, msg: Hello) -> None:
-        if msg.channel is not None:  # a transport joins channels (server/channels.py) before any session
+        if msg.channel is not None:  # a transport joins channels (server/transports/channels.py) before any session
             raise ProtocolError("bad_field", "hello.channel is taken only in a connection's first message "
                                 "(or the /offer body); this connection already has its session")
         if not self.authed:

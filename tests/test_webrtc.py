@@ -93,9 +93,9 @@ def test_loopback_sdp_keeps_only_127_0_0_1():
 
 def test_the_picture_over_the_studio_background_is_the_render_itself_and_other_backgrounds_blend():
     from server.config import load_config
-    from server.video_track import Studio
+    from server.transports.video import VideoRenderer
 
-    studio = Studio(load_config())
+    studio = VideoRenderer(load_config())
     try:
         rgba = studio.rest
         alpha = rgba[..., 3:4].astype(np.float64) / 255
