@@ -32,7 +32,8 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Literal
 
-from engines.engine import Segment, UnitFrame, outcome
+from engines.engine import Segment, outcome
+from engines.frame import PoseFrame
 from server.captions import EVERY_WORD, Action, Cancel, Commit, Segmenter
 from server.config import Config
 from server.engine_loop import EngineLoop
@@ -318,12 +319,11 @@ class Session:
     def needs_frames(self) -> bool:
         return self.timeline.queued < self._lookahead
 
-    def on_frame(self, unit_id: int, frame: UnitFrame) -> None:
-        unit = self.units[unit_id]
+    def push(self, frame: PoseFrame) -> None:
+        unit = self.units[frame.unit]
         self.timeline.cue_unit(unit.id, unit.text, unit.language, unit.segments)  # the non-manual track's rules
-        self.timeline.push(unit.id, frame.segment, unit.segments[frame.segment].kind, frame.points, frame.confidence,
-                           frame.counter)
-        if frame.unit_done:
+        self.timeline.push(frame)
+        if frame.last:
             unit.state = "done"
             self._live = None
             self._played(unit)
@@ -331,19 +331,18 @@ class Session:
         if self.timeline.starting:
             self._wake.set()  # start playing now rather than at the next clock tick
 
-    def on_ended(self, unit_id: int) -> None:
-        unit = self.units[unit_id]
-        self._live = None
-        self._played(unit)
-        self._submit_next()
-
-    def on_failed(self, unit_id: int, reason: str) -> None:
+    def unit_ended(self, unit_id: int, failed: str | None) -> None:
+        if failed is None:
+            self._live = None
+            self._played(self.units[unit_id])
+            self._submit_next()
+            return
         unit = self.units.get(unit_id)
         if unit is not None:
             self._live = None
             for msg in self.timeline.drop(unit.id):
                 self._emit(msg)
-            self._report(unit, "failed", reason, now=True)
+            self._report(unit, "failed", failed, now=True)
             self._submit_next()
 
     # --- the frame clock ------------------------------------------------------------------------

@@ -339,7 +339,7 @@ def _drain(sched: Scheduler) -> tuple[set[str], list[tuple[str, str]]]:
         if not sched.live:
             break
         frames, ended = sched.tick()
-        done |= {f.unit_id for f in frames if f.unit_done} | set(ended)
+        done |= {f.key for f in frames if f.last} | set(ended)
         failed += sched.take_failed()
     return done, failed
 

@@ -134,7 +134,7 @@ class Channel:
     def _broadcast(self, msg: ServerMessage) -> None:
         if isinstance(msg, PoseFrame):
             if self.video is not None:
-                self.video.show(msg)
+                self.video.push(msg)
             for m in self.members:
                 if m.wants_poses:
                     m.put(msg)

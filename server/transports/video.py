@@ -133,7 +133,7 @@ class VideoStream:
         self._keyframe = True
         self._tasks = [asyncio.create_task(self._draw_loop()), asyncio.create_task(self._clock())]
 
-    def show(self, frame: PoseFrame) -> None:
+    def push(self, frame: PoseFrame) -> None:
         """The session's next pose frame (called on its clock; never blocks)."""
         if self._pose is not None and self._watched.is_set():
             self.stats.dropped += 1
