@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import itertools
 import logging
 import time
 from collections import deque
@@ -108,7 +109,7 @@ class Session:
         self.fps = float(cfg.video.fps)
         live = cfg.live
         self.timeline = Timeline(self.fps, live.transition_s, live.rest_transition_s, live.hold_s)
-        self.segmenter = Segmenter(cfg.segmenter, self._new_unit_id)
+        self.segmenter = Segmenter(cfg.segmenter, itertools.count(1).__next__)  # unit ids: 1, 2, ...
         self.language = live.default_language
         self.format: Format = "json"
         self.idle_frames = True
@@ -121,7 +122,6 @@ class Session:
         self._unreported: deque[int] = deque()  # ids of units without a status sent, in commit order
         self._due: dict[int, Message] = {}  # statuses decided, waiting for the units before theirs
         self._live: _Unit | None = None
-        self._next_unit = 0
         self._bucket = _Bucket(cfg.limits.message_rate, cfg.limits.message_burst)
         # Caption text is the costly input (each committed word is planned, each unit echoed), so
         # it has a budget of its own: a sender at the message rate with the longest captions would
@@ -218,10 +218,6 @@ class Session:
         self._send(error_message(code, message))
 
     # --- units --------------------------------------------------------------------------------
-
-    def _new_unit_id(self) -> int:
-        self._next_unit += 1
-        return self._next_unit
 
     def _shown_words(self, unit: int) -> int:
         """How many of a unit's words, from its first, the viewer has seen (the segmenter's question
