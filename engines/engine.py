@@ -17,8 +17,6 @@ import logging
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
-import numpy as np
-
 from engines.frame import PoseFrame
 from engines.textnorm import tokenize
 
