@@ -24,6 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engines import nonmanual  # noqa: E402
+from engines.frame import PoseFrame  # noqa: E402
 from tools.avatar_build import ASSET  # noqa: E402
 from server.avatar.face import FaceRig  # noqa: E402
 from server.avatar.gltf import load_avatar  # noqa: E402
@@ -47,7 +48,7 @@ def _timeline_ms(frames: int, with_track: bool) -> float:
             tl.cue_unit(unit, TEXT, "sgg", [SimpleNamespace(word=w, path="notation", frames=12) for w in words])
         for s in range(len(words)):
             for _ in range(12):
-                tl.push(unit, s, "sign", points, conf)
+                tl.push(PoseFrame(unit, s, 0, 0.0, "sign", points, conf))
         while tl.queued:
             tl.next()
             done += 1
@@ -104,7 +105,7 @@ def _unit_frames(text: str, language: str, words: list[str], seqs: list) -> list
     tl.cue_unit(1, text, language, [SimpleNamespace(word=w, path="notation", frames=len(s.frames)) for w, s in zip(words, seqs)])
     for k, seq in enumerate(seqs):
         for p, c in zip(seq.frames, seq.confidence):
-            tl.push(1, k, "sign", p.astype(np.float32), c.astype(np.float32))
+            tl.push(PoseFrame(1, k, 0, 0.0, "sign", p.astype(np.float32), c.astype(np.float32)))
     out = []
     while tl.queued:
         out.append(tl.next()[0])

@@ -30,7 +30,8 @@ from typing import Protocol
 import numpy as np
 
 from engines.counter import reached_end
-from engines.engine import Kind, StepOutput
+from engines.engine import Kind
+from engines.frame import PoseFrame, generated
 from engines.langgloss import format_gloss
 from engines.lexicon import Alphabet, CannotSpell, fold, load_alphabets
 from engines.manifest import CACHE, MEMORY, NEG, RUNTIMES, Manifest, RuntimeUnavailable, read_manifest
@@ -159,7 +160,7 @@ class SignLLMBackend:
         if key in self._keys:
             self._leaving.add(key)
 
-    def step(self, keys: list[int]) -> dict[int, StepOutput]:
+    def step(self, keys: list[int]) -> dict[int, PoseFrame]:
         self._settle()
         rows = [self._keys.index(k) for k in keys] if keys != self._keys else None
         if rows is not None and len(rows) == len(self._keys):
@@ -182,7 +183,7 @@ class SignLLMBackend:
             # The model's own stopping rule (engines.counter), as in decode and evaluation.
             done = bool(reached_end(counter, float(previous[i]))) or self._frames[row] >= self.manifest.max_frames
             points, conf = generated_confidence(frames[i, :FRAME_VALUES].reshape(NUM_JOINTS, 3))
-            result[key] = StepOutput(points, conf, min(max(counter, 0.0), 1.0), done)
+            result[key] = generated(points, conf, min(max(counter, 0.0), 1.0), done)
         return result
 
     # --- the batch ------------------------------------------------------------------------

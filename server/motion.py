@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -24,7 +23,8 @@ from engines.rest import rest_pose
 from engines.textnorm import spoken_language
 from engines.sequence import PoseSequence, concatenate
 from engines.skeleton import NUM_JOINTS
-from server.protocol import Message, PoseFrame
+from engines.frame import PoseFrame
+from server.protocol import Message
 
 def ease(a: np.ndarray, ca: np.ndarray, b: np.ndarray, cb: np.ndarray, seconds: float, fps: float) -> PoseSequence:
     """The in-between frames easing from pose a to pose b (the sequence module's transition)."""
@@ -34,15 +34,11 @@ def ease(a: np.ndarray, ca: np.ndarray, b: np.ndarray, cb: np.ndarray, seconds: 
     return joined.slice(1, len(joined) - 1)
 
 
-@dataclass
-class _Frame:
-    points: np.ndarray
-    confidence: np.ndarray
-    unit: int  # 0: no unit
-    segment: int  # -1: between segments
-    kind: str
-    events: list[Message] = field(default_factory=list)
-    face: np.ndarray | None = None  # the non-manual grammar values (engines/nonmanual.py); None: neutral
+def _held(points: np.ndarray, confidence: np.ndarray, unit: int = 0, kind: str = "transition",
+          face: np.ndarray | None = None) -> PoseFrame:
+    """A frame the timeline makes (rest, transition, hold); in the buffer `face` holds the
+    non-manual grammar values (engines/nonmanual.py; None: neutral), the life is added on output."""
+    return PoseFrame(unit, -1, 0, 0.0, kind, points, confidence, face)
 
 
 class Timeline:
@@ -52,14 +48,14 @@ class Timeline:
         self.rest_transition_s = rest_transition_s
         self.hold_frames = int(round(hold_s * fps))
         rest, conf = rest_pose()
-        self._rest = _Frame(rest, conf, 0, -1, "rest")
+        self._rest = _held(rest, conf, kind="rest")
         self.last = self._rest  # the last frame given out
-        self.buffer: deque[_Frame] = deque()
+        self.buffer: deque[PoseFrame] = deque()
         self.speed = 1.0
         self.index = 0
         self._phase = 0.0
         self._dry = 0  # output frames since the buffer ran dry
-        self._returning: deque[_Frame] = deque()
+        self._returning: deque[PoseFrame] = deque()
         # The non-manual track: each unit's word cues and sign lengths, where in a segment push is.
         self._cues: dict[int, tuple[list[nonmanual.WordCues], list[int]]] = {}
         self._at: tuple[int, int, int] = (0, -1, 0)  # unit, segment, frames pushed into it
@@ -99,10 +95,11 @@ class Timeline:
         the frame clock may start it at once instead of at its next tick."""
         return bool(self.buffer) and self.buffer[0].unit != self.last.unit
 
-    def push(self, unit: int, segment: int, kind: str, points: np.ndarray, confidence: np.ndarray,
-             progress: float | None = None) -> None:
-        """A frame of a unit from the engine; a transition is put in front of a unit's first frame.
-        `progress`: the engine's counter for the segment (times the non-manual track, e.g. mouthing)."""
+    def push(self, frame: PoseFrame) -> None:
+        """A frame of a unit from the engine (unit, segment, kind, points, confidence; its counter
+        times the non-manual track, e.g. mouthing); a transition is put in front of a unit's first frame."""
+        unit, segment, points, confidence = frame.unit, frame.segment, frame.points, frame.confidence
+        progress = frame.counter
         prev = self.buffer[-1] if self.buffer else self.last
         if prev.unit != unit:
             seconds = self.rest_transition_s if prev.kind == "rest" else self.transition_s
@@ -110,12 +107,13 @@ class Timeline:
             face = self._grammar(unit, segment, progress)
             a, b = (prev.face if prev.face is not None else 0.0), (face if face is not None else 0.0)
             n = len(way.frames)  # the face eases into the unit's with the hands
-            self.buffer.extend(_Frame(p, c, unit, -1, "transition", face=np.float32(a + (b - a) * (i + 1) / (n + 1)))
+            self.buffer.extend(_held(p, c, unit, face=np.float32(a + (b - a) * (i + 1) / (n + 1)))
                                for i, (p, c) in enumerate(zip(way.frames, way.confidence)))
             self._returning.clear()
-            self.buffer.append(_Frame(points, confidence, unit, segment, kind, face=face))
-            return
-        self.buffer.append(_Frame(points, confidence, unit, segment, kind, face=self._grammar(unit, segment, progress)))
+            frame.face = face
+        else:
+            frame.face = self._grammar(unit, segment, progress)
+        self.buffer.append(frame)
 
     def event(self, msg: Message) -> list[Message]:
         """Queue an event after everything buffered; returned at once (to send now) if nothing is."""
@@ -127,7 +125,7 @@ class Timeline:
     def drop(self, unit: int) -> list[Message]:
         """Remove a unit's buffered frames; events riding on them move to the frame before, or are returned."""
         loose: list[Message] = []
-        kept: deque[_Frame] = deque()
+        kept: deque[PoseFrame] = deque()
         for f in self.buffer:
             if f.unit == unit:
                 (kept[-1].events if kept else loose).extend(f.events)
@@ -149,7 +147,7 @@ class Timeline:
             both = (a.confidence > 0) & (b.confidence > 0)
             points = np.where(both[:, None], a.points * (1 - w) + b.points * w, a.points)
             conf = np.where(both, a.confidence * (1 - w) + b.confidence * w, a.confidence)
-            shown = _Frame(points, conf, a.unit, a.segment, a.kind, face=a.face)
+            shown = PoseFrame(a.unit, a.segment, 0, 0.0, a.kind, points, conf, a.face)
             self._phase += self.speed
             while self._phase >= 1 - 1e-6 and self.buffer:
                 events += self.buffer.popleft().events
@@ -161,12 +159,12 @@ class Timeline:
             if self.last.kind == "rest" or self.last is self._rest:
                 shown = self._rest
             elif self._dry <= self.hold_frames:
-                shown = _Frame(self.last.points, self.last.confidence, 0, -1, "transition")
+                shown = _held(self.last.points, self.last.confidence)
             else:
                 if not self._returning:
                     way = ease(self.last.points, self.last.confidence, self._rest.points, self._rest.confidence,
                                self.rest_transition_s, self.fps)
-                    self._returning.extend(_Frame(p, c, 0, -1, "transition") for p, c in zip(way.frames, way.confidence))
+                    self._returning.extend(_held(p, c) for p, c in zip(way.frames, way.confidence))
                     self._returning.append(self._rest)
                 shown = self._returning.popleft()
         self.last = shown

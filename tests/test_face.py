@@ -113,7 +113,7 @@ def _play(text: str, language: str = "ase", frames_per_word: int = 12) -> list[P
         for k in range(frames_per_word):
             p = points + np.float32(0.01 * k)
             pushed.append(p)
-            tl.push(1, s, "sign", p, conf)
+            tl.push(PoseFrame(1, s, 0, 0.0, "sign", p, conf))
     out = []
     while tl.queued:
         out.append(tl.next()[0])
@@ -231,7 +231,7 @@ def test_mouthing_follows_the_engines_counter_not_a_guess():
     tl.cue_unit(1, "Bub", "sgg", [SimpleNamespace(word="Bub", path="notation", frames=0)])
     points, conf = rest_pose()
     for k in range(17):
-        tl.push(1, 0, "sign", points, conf, (k + 1) / 17)
+        tl.push(PoseFrame(1, 0, 0, 0.0, "sign", points, conf, counter=(k + 1) / 17))
     faces = []
     while tl.queued:
         f = tl.next()[0]

@@ -55,7 +55,8 @@ def _model_frames(scheduler, word: str) -> list[tuple[np.ndarray, np.ndarray]]:
     while scheduler.live:
         frames, _ = scheduler.tick()
         for f in frames:
-            timeline.push(1, f.segment, "fingerspelling", f.points, f.confidence)
+            f.unit, f.kind = 1, "fingerspelling"
+            timeline.push(f)
     out = []
     for _ in range(timeline.queued + 30):
         frame, _ = timeline.next()
