@@ -61,7 +61,7 @@ class CorpusSection:
 
 @dataclass
 class LiveSection:
-    """The live pipeline: motion timeline and backlog policy (see the README, "The live server")."""
+    """The live pipeline: motion timeline and backlog policy (see docs/server.md)."""
 
     default_language: str = "ase"
     lookahead_s: float = 0.5
