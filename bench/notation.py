@@ -15,7 +15,7 @@
               captions of two lexicon words, p50/p95
 
     .venv/bin/python bench/notation.py [--latency 60] [--skip-live]
-    .venv/bin/python bench/notation.py --stills docs/images   # the README's stills, then exit
+    .venv/bin/python bench/notation.py --stills docs/images   # docs/notation.md's stills, then exit
 """
 
 from __future__ import annotations
@@ -244,7 +244,7 @@ async def live_latency(n: int) -> dict:
     return {**got, "note": "two random lexicon words a caption: most signs synthesized on first use"}
 
 
-STILL_SIGNS = ("HEUTE", "REGEN", "HAUS", "SCHWEIZ", "FAMILIE", "MORGEN")  # ZEIT, AUTO: see the README
+STILL_SIGNS = ("HEUTE", "REGEN", "HAUS", "SCHWEIZ", "FAMILIE", "MORGEN")  # ZEIT, AUTO: see docs/notation.md
 
 
 def stills(folder: Path) -> None:
@@ -285,7 +285,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--latency", type=int, default=60, help="captions for the live latency run")
     ap.add_argument("--skip-live", action="store_true", help="no live server (latency)")
-    ap.add_argument("--stills", type=Path, default=None, help="render the README stills into this folder and exit")
+    ap.add_argument("--stills", type=Path, default=None, help="render docs/notation.md's stills into this folder and exit")
     args = ap.parse_args()
     if args.stills is not None:
         stills(args.stills)

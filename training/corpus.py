@@ -194,7 +194,7 @@ def build_corpus(out: str | Path, languages: list[str] | None = None, words_per_
         "skeleton": "signllm-50",
         "space": "canonical (origin neck, unit shoulder width, x viewer's right, y up, z towards viewer)",
         "skels_scale": 1.0,
-        "mediapipe_depth": asdict(LEXICON_DEPTH),  # z → pixels: (z − offset) × scale; README, pose contract
+        "mediapipe_depth": asdict(LEXICON_DEPTH),  # z → pixels: (z − offset) × scale; docs/data.md, pose contract
         "fps": fps,
         "seed": seed,
         "words_per_lang": words_per_lang,
