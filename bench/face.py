@@ -27,7 +27,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engines import nonmanual  # noqa: E402
-from server.avatar.build import ASSET  # noqa: E402
+from engines.frame import PoseFrame  # noqa: E402
+from tools.avatar_build import ASSET  # noqa: E402
 from server.avatar.face import FaceRig  # noqa: E402
 from server.avatar.gltf import load_avatar  # noqa: E402
 from server.avatar.retarget import Retargeter, RetargetSettings  # noqa: E402
@@ -50,7 +51,7 @@ def _timeline_ms(frames: int, with_track: bool) -> float:
             tl.cue_unit(unit, TEXT, "sgg", [SimpleNamespace(word=w, path="notation", frames=12) for w in words])
         for s in range(len(words)):
             for _ in range(12):
-                tl.push(unit, s, "sign", points, conf)
+                tl.push(PoseFrame(unit, s, 0, 0.0, "sign", points, conf))
         while tl.queued:
             tl.next()
             done += 1
@@ -133,7 +134,7 @@ def _unit_frames(text: str, language: str, words: list[str], seqs: list) -> list
     tl.cue_unit(1, text, language, [SimpleNamespace(word=w, path="notation", frames=len(s.frames)) for w, s in zip(words, seqs)])
     for k, seq in enumerate(seqs):
         for p, c in zip(seq.frames, seq.confidence):
-            tl.push(1, k, "sign", p.astype(np.float32), c.astype(np.float32))
+            tl.push(PoseFrame(1, k, 0, 0.0, "sign", p.astype(np.float32), c.astype(np.float32)))
     out = []
     while tl.queued:
         out.append(tl.next()[0])
@@ -148,15 +149,14 @@ def stills(folder: Path) -> None:
 
     from engines.loader import notation_lexicons
     from engines.notation_backend import NotationBackend
-    from server.avatar.video import open_renderer
+    from server.avatar.painter import AvatarPainter
     from server.config import load_config
 
     letters = Path(__file__).resolve().parent.parent / "engines" / "default" / "letters.npz"
     lexicons, lemmas = notation_lexicons(letters.parent, {})
     backend = NotationBackend(25.0, letters, lexicons, lemmas)
     cfg = load_config()
-    avatar, settings, renderer = open_renderer(cfg, None, (1.0, 1.0, 1.0, 1.0))
-    face = FaceRig.of_avatar(avatar)
+    painter = AvatarPainter.open(cfg, background=(1.0, 1.0, 1.0, 1.0))
     rest_points, rest_conf = rest_pose()
 
     def still_unit(text: str, language: str) -> list:
@@ -165,9 +165,7 @@ def stills(folder: Path) -> None:
         return _unit_frames(text, language, words, [rest] * len(words))
 
     def draw(frame, crop: str = "head") -> Image.Image:
-        rt = Retargeter(avatar.rig, 25.0, RetargetSettings(smoothing=False))
-        img = Image.fromarray(renderer.render(*face.pose(rt.solve(frame.points.astype(np.float64), frame.confidence),
-                                                         frame.face))[..., :3])
+        img = Image.fromarray(painter.paint(frame.points, frame.confidence, frame.face)[..., :3])
         w, h = img.size
         box = (int(w * 0.30), 0, int(w * 0.70), int(h * 0.32)) if crop == "head" else (int(w * 0.12), 0, int(w * 0.88), int(h * 0.70))
         return img.crop(box)
@@ -184,7 +182,7 @@ def stills(folder: Path) -> None:
         print(out)
 
     folder.mkdir(parents=True, exist_ok=True)
-    with renderer:
+    with painter:
         def mid(frames: list, segment: int) -> object:
             signed = [f for f in frames if f.segment == segment]
             return signed[len(signed) // 2]

@@ -113,7 +113,7 @@ def _play(text: str, language: str = "ase", frames_per_word: int = 12) -> list[P
         for k in range(frames_per_word):
             p = points + np.float32(0.01 * k)
             pushed.append(p)
-            tl.push(1, s, "sign", p, conf)
+            tl.push(PoseFrame(1, s, 0, 0.0, "sign", p, conf))
     out = []
     while tl.queued:
         out.append(tl.next()[0])
@@ -161,7 +161,7 @@ def test_the_track_travels_in_json_and_binary_and_old_frames_still_decode():
 
 @pytest.fixture(scope="module")
 def stage():
-    from server.avatar.build import ASSET
+    from tools.avatar_build import ASSET
     from server.avatar.face import FaceRig
     from server.avatar.gltf import load_avatar
     from server.avatar.render import AvatarRenderer
@@ -256,7 +256,7 @@ def test_mouthing_follows_the_engines_counter_not_a_guess():
     tl.cue_unit(1, "Bub", "sgg", [SimpleNamespace(word="Bub", path="notation", frames=0)])
     points, conf = rest_pose()
     for k in range(17):
-        tl.push(1, 0, "sign", points, conf, (k + 1) / 17)
+        tl.push(PoseFrame(1, 0, 0, 0.0, "sign", points, conf, counter=(k + 1) / 17))
     faces = []
     while tl.queued:
         f = tl.next()[0]
@@ -302,7 +302,7 @@ def test_avatar_check_says_which_channels_an_avatar_shows(tmp_path):
     import pygltflib
     from typer.testing import CliRunner
 
-    from server.avatar.build import ASSET
+    from tools.avatar_build import ASSET
     from server.cli import app
 
     out = CliRunner().invoke(app, ["avatar", "check", str(ASSET), "--json"])

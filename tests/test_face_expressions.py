@@ -20,7 +20,7 @@ FACE_BONES = ("browLeft", "browRight", "jaw", "eyelidLeft", "eyelidRight")
 def _morph_avatar(path: Path, names: dict[str, str]) -> Path:
     """The bundled signer without face bones (renamed `x…`), its brows, blinks and jaw as morph
     targets named by `names` (ARKit name → the name written)."""
-    from server.avatar.build import build
+    from tools.avatar_build import build
     from server.avatar.face import EYELID_ANGLE
     from server.avatar.gltf import write_glb
     from server.avatar.rig import Rig

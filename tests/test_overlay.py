@@ -162,7 +162,7 @@ def test_a_failed_encode_leaves_no_file(tmp_path):
 def test_a_backlog_speeds_up_then_shows_text_as_live_does():
     """Cues faster than fingerspelling can follow: the live backlog policy, not unbounded drift."""
     from engines.loader import open_scheduler
-    from server.caption_files import Cue
+    from engines.formats.captions import Cue
     from server.config import load_config
     from server.overlay import CuePlayer
 
@@ -185,7 +185,7 @@ def test_a_backlog_speeds_up_then_shows_text_as_live_does():
 
 def test_cues_out_of_file_order_play_at_their_times():
     from engines.loader import open_scheduler
-    from server.caption_files import parse_captions
+    from engines.formats.captions import parse_captions
     from server.config import load_config
     from server.overlay import CuePlayer
 

@@ -13,7 +13,7 @@ Two steps around forward kinematics, so the retargeter (arms, hands) stays untou
   spreads (wider) or rounds (narrower, taller); upper eyelids (bones named like `*eyelid*`/`*lid*`)
   turn down about their joint (the eye's centre), across the eye (x), by `EYELID_ANGLE` for a
   blink and half of it for a squint (the bundled avatar's lids are built for that angle:
-  server/avatar/build.py).
+  tools/avatar_build.py).
 
 Amounts are in head-relative units (the distance between the brows, else the head bone's length),
 so an avatar of any size moves alike. A channel with no bone for it is shown by the avatar's morph
