@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/avatar.py [--recordings 120] [--render-frames 150] [--batch 1,8,25,50]
 
-Fidelity: forward kinematics of the retargeted avatar against the input (server/avatar/fidelity.py):
+Fidelity: forward kinematics of the retargeted avatar against the input (tools/fidelity.py):
 mean angle between corresponding bone directions (both arms, every finger segment) and fingertip
 error with the input rebuilt at the avatar's proportions. Speed: per-frame retargeting (streaming,
 with smoothing; and S streams a tick in one batch), forward kinematics, skinning (rigid parts and full linear blend skinning), and
@@ -27,8 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engines.formats.posefile import read_pose  # noqa: E402
 from engines.lexicon import bundled_lexicon_dir  # noqa: E402
-from server.avatar.build import ASSET  # noqa: E402
-from server.avatar.fidelity import Fidelity, measure  # noqa: E402
+from tools.avatar_build import ASSET  # noqa: E402
+from tools.fidelity import Fidelity, measure  # noqa: E402
 from server.avatar.gltf import load_avatar  # noqa: E402
 from server.avatar.retarget import RetargetSettings, Retargeter, retarget_sequence  # noqa: E402
 from server.avatar.skinning import Skinner  # noqa: E402

@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engines.loader import open_scheduler  # noqa: E402
 from engines.textnorm import tokenize  # noqa: E402
-from server.caption_files import Cue, read_captions  # noqa: E402
+from engines.formats.captions import Cue, read_captions  # noqa: E402
 from server.config import Config, load_config  # noqa: E402
 from server.engine_loop import EngineLoop  # noqa: E402
 from server.metrics import Metrics  # noqa: E402

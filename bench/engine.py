@@ -69,7 +69,7 @@ def first_frame(backend: SignLLMBackend, lang: str, others: int, trials: int = 3
         sched.submit(f"probe{i}", "hello", lang)
         got, _ = sched.tick()
         out.append(time.perf_counter() - t)
-        assert any(f.unit_id == f"probe{i}" for f in got)
+        assert any(f.key == f"probe{i}" for f in got)
         sched.cancel(f"probe{i}")
     cancel_all(sched, counter)
     return round(1e3 * float(np.median(out)), 3)

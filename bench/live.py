@@ -2,9 +2,12 @@
 
   latency:  final caption sent → its first pose frame received (p50/p95)
   sessions: N pose-only sessions held at real time for S seconds (each 25 ± 1 frames/s?)
+  signing:  N sessions each sent one long caption at once (N units signed at the same time, the
+            non-manual track on every frame), frames counted over S seconds (each 25 ± 1 frames/s?)
   soak:     captions into 10 sessions for S seconds → units without a status; server RSS growth
 
 python bench/live.py [--latency 100] [--sessions 200 --session-seconds 60] [--soak-seconds 1800]
+                     [--signing 64 --signing-seconds 8]
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from server.client_cli import Collected, LiveClient, collect  # noqa: E402
 from server.protocol import PoseFrame  # noqa: E402
 
 WORDS = "the cat sat on a warm mat while we talked about good news from home and work today".split()
+LONG = " ".join(WORDS + WORDS[::-1]) + "."  # 34 words: longer than the counting window when signed
 
 
 def start_server(max_sessions: int, **settings: object) -> tuple[subprocess.Popen, str]:
@@ -91,29 +95,33 @@ async def latency(url: str, n: int, words: list[str] | None = None, language: st
             "max_ms": round(float(a.max()), 2), "target_p50_ms": 30}
 
 
-async def _hold(url: str, seconds: float, counts: list[int], opened: asyncio.Event, stop: asyncio.Event) -> None:
+async def _client(url: str, frames: list[tuple[float, int]], opened: asyncio.Event, go: asyncio.Event,
+                  stop: asyncio.Event, caption: str | None) -> None:
     async with aiohttp.ClientSession() as http:
         client = await LiveClient.connect(http, url, fmt="binary", idle_frames=True)
         opened.set()
-        start = None
+        await go.wait()
+        if caption:
+            await client.caption("long", caption, final=True)
         async for msg in client.messages():
             if isinstance(msg, PoseFrame):
-                now = time.monotonic()
                 if stop.is_set():
                     break
-                if start is None:
-                    start = now
-                counts.append(now)
+                frames.append((time.monotonic(), msg.unit))
         await client.close()
 
 
-async def sessions(url: str, n: int, seconds: float) -> dict:
-    stamps: list[list[float]] = [[] for _ in range(n)]
-    stop = asyncio.Event()
+async def _count(url: str, n: int, seconds: float, caption: str | None, start_s: float) -> tuple[list[list[int]], dict]:
+    """n sessions, each sent `caption` at the same moment (if any): the units of the frames each
+    received over `seconds`, counted from `start_s` after that moment, and their frames/s."""
+    frames: list[list[tuple[float, int]]] = [[] for _ in range(n)]
+    stop, go = asyncio.Event(), asyncio.Event()
     opened = [asyncio.Event() for _ in range(n)]
-    tasks = [asyncio.create_task(_hold(url, seconds, stamps[i], opened[i], stop)) for i in range(n)]
+    tasks = [asyncio.create_task(_client(url, frames[i], opened[i], go, stop, caption)) for i in range(n)]
     await asyncio.gather(*(o.wait() for o in opened))
     await asyncio.sleep(2.0)  # settle
+    go.set()
+    await asyncio.sleep(start_s)
     t0 = time.monotonic()
     await asyncio.sleep(seconds)
     t1 = time.monotonic()
@@ -121,11 +129,25 @@ async def sessions(url: str, n: int, seconds: float) -> dict:
     await asyncio.sleep(0.5)
     for t in tasks:
         t.cancel()
-    rates = np.array([sum(1 for s in st if t0 <= s < t1) / (t1 - t0) for st in stamps])
+    window = [[u for s, u in f if t0 <= s < t1] for f in frames]
+    rates = np.array([len(w) / (t1 - t0) for w in window])
     ok = int(((rates >= 24) & (rates <= 26)).sum())
-    return {"sessions": n, "seconds": round(t1 - t0, 1), "held_at_25pm1": ok, "all_held": ok == n,
-            "fps_min": round(float(rates.min()), 2), "fps_median": round(float(np.median(rates)), 2),
-            "fps_max": round(float(rates.max()), 2), "target": 200}
+    return window, {"sessions": n, "seconds": round(t1 - t0, 1), "held_at_25pm1": ok, "all_held": ok == n,
+                    "fps_min": round(float(rates.min()), 2), "fps_median": round(float(np.median(rates)), 2),
+                    "fps_max": round(float(rates.max()), 2)}
+
+
+async def sessions(url: str, n: int, seconds: float) -> dict:
+    _, result = await _count(url, n, seconds, None, 0.0)
+    return {**result, "target": 200}
+
+
+async def signing(url: str, n: int, seconds: float) -> dict:
+    """n sessions, each sent LONG at the same moment: frames/s per session while all n sign."""
+    window, result = await _count(url, n, seconds, LONG, 1.0)  # 1 s: the units committed and started
+    signed = np.array([sum(u != 0 for u in w) / max(1, len(w)) for w in window])  # share of frames of a unit
+    return {**result, "signing_share_min": round(float(signed.min()), 3),
+            "load_average": [round(x, 2) for x in os.getloadavg()]}
 
 
 async def _soak_session(url: str, seconds: float, rng: random.Random, seen: Collected) -> None:
@@ -186,14 +208,18 @@ async def main() -> None:
     ap.add_argument("--sessions", type=int, default=200, help="pose-only sessions (0: skip)")
     ap.add_argument("--session-seconds", type=float, default=60.0)
     ap.add_argument("--soak-seconds", type=float, default=1800.0, help="soak duration (0: skip)")
+    ap.add_argument("--signing", type=int, default=0, help="sessions each signing a long caption at once (0: skip)")
+    ap.add_argument("--signing-seconds", type=float, default=8.0)
     args = ap.parse_args()
-    proc, url = start_server(max(args.sessions, 20) + 10)
+    proc, url = start_server(max(args.sessions, args.signing, 20) + 10)
     result: dict = {"server": url, "cpus": os.cpu_count()}
     try:
         if args.latency:
             result["latency"] = await latency(url, args.latency)
         if args.sessions:
             result["sessions"] = await sessions(url, args.sessions, args.session_seconds)
+        if args.signing:
+            result["signing"] = await signing(url, args.signing, args.signing_seconds)
         if args.soak_seconds:
             result["soak"] = await soak(url, proc.pid, args.soak_seconds)
     finally:

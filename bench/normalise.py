@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from engines.engine import Scheduler  # noqa: E402
 from engines.lexicon_backend import LexiconBackend  # noqa: E402
 from engines.textnorm import tokenize  # noqa: E402
-from server.caption_files import read_captions  # noqa: E402
+from engines.formats.captions import read_captions  # noqa: E402
 from server.captions import Commit, Segmenter  # noqa: E402
 from server.config import SegmenterSection  # noqa: E402
 

@@ -15,7 +15,7 @@
               captions of two lexicon words, p50/p95
 
     .venv/bin/python bench/notation.py [--latency 60] [--skip-live]
-    .venv/bin/python bench/notation.py --stills docs/images   # the README's stills, then exit
+    .venv/bin/python bench/notation.py --stills docs/images   # docs/notation.md's stills, then exit
 """
 
 from __future__ import annotations
@@ -244,7 +244,7 @@ async def live_latency(n: int) -> dict:
     return {**got, "note": "two random lexicon words a caption: most signs synthesized on first use"}
 
 
-STILL_SIGNS = ("HEUTE", "REGEN", "HAUS", "SCHWEIZ", "FAMILIE", "MORGEN")  # ZEIT, AUTO: see the README
+STILL_SIGNS = ("HEUTE", "REGEN", "HAUS", "SCHWEIZ", "FAMILIE", "MORGEN")  # ZEIT, AUTO: see docs/notation.md
 
 
 def stills(folder: Path) -> None:
@@ -254,24 +254,22 @@ def stills(folder: Path) -> None:
 
     from engines.loader import notation_lexicons
     from engines.notation_backend import NotationBackend
-    from server.avatar.retarget import retarget_sequence
-    from server.avatar.video import open_renderer
+    from server.avatar.painter import AvatarPainter
     from server.config import load_config
 
     cfg = load_config()
     lexicons, lemmas = notation_lexicons(LETTERS.parent, {})
     backend = NotationBackend(FPS, LETTERS, lexicons, lemmas)
-    model, settings, renderer = open_renderer(cfg, None, (1.0, 1.0, 1.0, 1.0))
     folder.mkdir(parents=True, exist_ok=True)
-    with renderer:
+    with AvatarPainter.open(cfg, background=(1.0, 1.0, 1.0, 1.0)) as painter:
         for gloss in STILL_SIGNS:
             entry = backend.entry(gloss.lower(), "sgg")
             assert entry is not None, gloss
             seq = backend.sign(entry)
-            rotations = retarget_sequence(model.rig, seq, settings)
+            worlds = list(painter.worlds(zip(seq.frames, seq.confidence, [None] * len(seq))))
             n = len(seq)
             picks = [min(n - 1, 2), n // 2, max(0, n - 4)]  # after the start hold, middle, before the end
-            tiles = [Image.fromarray(renderer.render(model.rig.fk(rotations[i]))[..., :3]) for i in picks]
+            tiles = [Image.fromarray(painter.draw(*worlds[i])[..., :3]) for i in picks]
             w, h = tiles[0].size
             box = (int(w * 0.12), int(h * 0.02), int(w * 0.88), int(h * 0.80))  # head to waist
             cropped = [t.crop(box) for t in tiles]
@@ -287,7 +285,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--latency", type=int, default=60, help="captions for the live latency run")
     ap.add_argument("--skip-live", action="store_true", help="no live server (latency)")
-    ap.add_argument("--stills", type=Path, default=None, help="render the README stills into this folder and exit")
+    ap.add_argument("--stills", type=Path, default=None, help="render docs/notation.md's stills into this folder and exit")
     args = ap.parse_args()
     if args.stills is not None:
         stills(args.stills)

@@ -24,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from engines.loader import open_scheduler  # noqa: E402
-from server.caption_files import read_captions  # noqa: E402
+from engines.formats.captions import read_captions  # noqa: E402
 from server.config import load_config  # noqa: E402
 from server.overlay import CuePlayer, render_overlay  # noqa: E402
 

@@ -231,7 +231,7 @@ async def offers(url: str, pid: int, n: int) -> dict:
 
     pcs = []
     async with aiohttp.ClientSession() as http:
-        async with http.post(url + "/offer", json={"type": "offer", "sdp": "v=0"}) as r:  # loads the studio
+        async with http.post(url + "/offer", json={"type": "offer", "sdp": "v=0"}) as r:  # loads the video renderer
             await r.read()
         await asyncio.sleep(1.0)
         base, cpu0 = rss_mb(pid), cpu_s(pid)

@@ -110,7 +110,7 @@ export class AvatarView {
     const joints = skinned.skeleton.bones;
     this.bones = a.joints.map((j) => joints[j] || null);
     model.updateMatrixWorld(true);
-    this._loadFace(a.face, joints);
+    this._loadFace(a.face, joints, gltf.scene);
     const hips = a.hips >= 0 ? joints[a.hips] : null;
     this.hips = hips ? {bone: hips, rest: hips.position.clone()} : null;
     const c = a.camera;
@@ -205,8 +205,9 @@ export class AvatarView {
     return moved;
   }
 
-  // The face bones named by ready.avatar.face, with their rest and bind (scene, canonical) transforms.
-  _loadFace(spec, joints) {
+  // The face bones named by ready.avatar.face, with their rest and bind (scene, canonical) transforms,
+  // and the meshes with morph targets (the channels no bone shows: ready.avatar.face.morphs).
+  _loadFace(spec, joints, scene) {
     this.face = null;
     if (!spec) return;
     const bones = {};
@@ -216,7 +217,10 @@ export class AvatarView {
       bones[name] = {bone, restQ: bone.quaternion.clone(), restM: bone.matrix.clone(),
                      bindW: bone.matrixWorld.clone(), bindQ: bone.getWorldQuaternion(new THREE.Quaternion())};
     }
-    this.face = {bones, pivots: spec.pivots || {}, unit: spec.unit || 0.07, angles: spec.head_angles, shown: null};
+    const morphed = [];
+    scene.traverse((o) => { if (o.morphTargetDictionary && o.morphTargetInfluences) morphed.push(o); });
+    this.face = {bones, pivots: spec.pivots || {}, unit: spec.unit || 0.07, angles: spec.head_angles,
+                 lid: spec.eyelid_angle || 0, morphs: spec.morphs || {}, morphed, shown: null};
   }
 
   // The non-manual track on the face bones, as server/avatar/face.py does on the server's rig:
@@ -267,7 +271,18 @@ export class AvatarView {
     const close = Math.max(v[FI.blink], 0.5 * v[FI.squint]);
     for (const name of ["eyelidLeft", "eyelidRight"]) {
       const p = F.pivots[name];
-      if (p) shape(name, about(p, new THREE.Matrix4().makeScale(1, Math.max(0.05, 1 - close), 1)));
+      if (p) shape(name, about(p, new THREE.Matrix4().makeRotationAxis(X, F.lid * close)));  // turned down over the eye
+    }
+    // Morph targets, as server/avatar/face.py's weights(): Σ channel value × weight, clipped to [0, 1].
+    const weights = {};
+    for (const [channel, binds] of Object.entries(F.morphs)) {
+      for (const [target, w] of binds) weights[target] = (weights[target] || 0) + v[FI[channel]] * w;
+    }
+    for (const mesh of F.morphed) {
+      for (const [target, w] of Object.entries(weights)) {
+        const k = mesh.morphTargetDictionary[target];
+        if (k !== undefined) mesh.morphTargetInfluences[k] = Math.min(1, Math.max(0, w));
+      }
     }
     return true;
   }

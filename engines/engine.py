@@ -17,11 +17,10 @@ import logging
 from dataclasses import dataclass, field, replace
 from typing import Literal, Protocol
 
-import numpy as np
-
+from engines.frame import PoseFrame
 from engines.textnorm import tokenize
 
-Path = Literal["notation", "signllm", "lexicon", "text"]  # what produced a segment
+SignPath = Literal["notation", "signllm", "lexicon", "text"]  # what produced a segment
 Kind = Literal["sign", "fingerspelling", "text"]  # what the viewer sees
 # How a unit ended, as sessions report it.
 UnitOutcome = Literal["signed", "fingerspelled", "shown_as_text", "cancelled", "failed"]
@@ -47,27 +46,17 @@ class Segment:
     """One word of a unit and how it will be (or was) produced."""
 
     word: str
-    path: Path
+    path: SignPath
     kind: Kind
     gloss: str = ""
     reason: str = ""  # why it is shown as text (or why a path in front fell back, e.g. a sign not rendered)
     frames: int = 0
 
 
-@dataclass
-class StepOutput:
-    """One frame of one generation: canonical points, confidence, progress counter in (0, 1]."""
-
-    points: np.ndarray  # (50, 3) float32
-    confidence: np.ndarray  # (50,) float32
-    counter: float
-    done: bool
-
-
 class Backend(Protocol):
     """A way of producing signs: the SignLLM runtime, or the lexicon/fingerspelling engine."""
 
-    name: Path
+    name: SignPath
     languages: frozenset[str]
 
     def plan(self, word: str, language: str) -> tuple[str, Kind] | str:
@@ -76,23 +65,11 @@ class Backend(Protocol):
     def begin(self, key: int, word: str, language: str) -> None:
         """Start a generation under `key` (planned before, so it can sign the word)."""
 
-    def step(self, keys: list[int]) -> dict[int, StepOutput]:
-        """Advance these live generations by one frame each, in one batched call."""
+    def step(self, keys: list[int]) -> dict[int, PoseFrame]:
+        """Advance these live generations by one frame each, in one batched call (engines/frame.py:generated)."""
 
     def end(self, key: int) -> None:
         """Forget a generation (finished or cancelled)."""
-
-
-@dataclass
-class UnitFrame:
-    """A frame handed out by the scheduler, as soon as it is computed."""
-
-    unit_id: str
-    segment: int  # index into the unit's segments
-    points: np.ndarray
-    confidence: np.ndarray
-    counter: float  # progress of the current segment
-    unit_done: bool  # the unit's last frame
 
 
 @dataclass
@@ -264,7 +241,7 @@ class Scheduler:
         failed, self._failed = self._failed, []
         return failed
 
-    def _isolate(self, backend: Backend, units: list[_Unit]) -> dict[int, StepOutput]:
+    def _isolate(self, backend: Backend, units: list[_Unit]) -> dict[int, PoseFrame]:
         """A batched step failed: find the generations it fails on and step the others, so one bad
         generation does not fail every session's unit. Generations that joined this tick (a bad
         start is the likely cause) are held out first, then each is tried alone."""
@@ -278,7 +255,7 @@ class Scheduler:
         for u in fresh:
             with contextlib.suppress(Exception):
                 backend.end(u.key)
-        outs: dict[int, StepOutput] = {}
+        outs: dict[int, PoseFrame] = {}
         try:
             if steady:
                 outs.update(backend.step([u.key for u in steady]))
@@ -304,10 +281,11 @@ class Scheduler:
                 self._generation_failed(u, backend)
         return outs
 
-    def tick(self) -> tuple[list[UnitFrame], list[str]]:
-        """One frame for every live unit; returns the frames and the ids of units that ended
-        this tick without a frame (nothing signable)."""
-        frames: list[UnitFrame] = []
+    def tick(self) -> tuple[list[PoseFrame], list[str]]:
+        """One frame for every live unit, tagged with its unit's id (`key`), segment, kind and whether
+        it is the unit's last; returns the frames and the ids of units that ended this tick without
+        a frame (nothing signable)."""
+        frames: list[PoseFrame] = []
         ended: list[str] = []
         by_backend: dict[int, list[_Unit]] = {}
         for unit in list(self._units.values()):
@@ -338,8 +316,9 @@ class Scheduler:
                 if out.done:
                     backend.end(unit.key)
                     self._advance(unit)
-                last = unit.backend is None and unit.failed is None
-                frames.append(UnitFrame(unit.unit_id, seg_index, out.points, out.confidence, out.counter, last))
+                out.key, out.segment, out.kind = unit.unit_id, seg_index, unit.segments[seg_index].kind
+                out.last = unit.backend is None and unit.failed is None
+                frames.append(out)
                 if unit.backend is None:
                     del self._units[unit.unit_id]
                     if unit.failed is not None:

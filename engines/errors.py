@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NoReturn
 
 
 class SignStreamError(Exception):
@@ -26,3 +27,21 @@ class PoseFormatError(SignStreamError):
         self.problem = problem
         location = f"{self.path}: {where}" if where else self.path
         super().__init__(f"{location}: {problem}")
+
+
+def fail(exc: BaseException, code: str = "bad_argument") -> NoReturn:
+    """End a CLI command on an error: `error [code]: message` on stderr, exit status 2.
+
+    A SignStreamError brings its own code; any other exception (a bad argument, a missing file)
+    is reported under `code`. Every CLI (server, avatar, training) uses this one, so the shape of
+    a coded error is the same everywhere. typer is imported here, not above: engines stays
+    importable without it.
+    """
+    import typer
+
+    if isinstance(exc, SignStreamError):
+        code, message = exc.code, exc.message
+    else:
+        message = str(exc)
+    typer.echo(f"error [{code}]: {message}", err=True)
+    raise typer.Exit(2)

@@ -22,7 +22,7 @@ from engines.lexicon import (
     read_index,
 )
 from engines.formats.posefile import read_pose
-from engines.langgloss import format_gloss
+from engines.langgloss import format_gloss, gloss_line
 from engines.playback import SequencePlayback
 from engines.sequence import PoseSequence
 
@@ -42,7 +42,7 @@ class LexiconBackend(SequencePlayback):
     def plan(self, word: str, language: str) -> tuple[str, Kind] | str:
         sign = self.signs.get((language, fold(word)))
         if sign is not None:
-            return f"<{language}> {sign.gloss}", "sign"
+            return gloss_line(language, sign.gloss), "sign"
         alphabet = self.alphabets.get(language)
         if alphabet is None:
             return f"no sign for {word!r} and no manual alphabet for {language}"

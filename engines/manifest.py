@@ -22,13 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engines.errors import SignStreamError
-from engines.skeleton import FRAME_VALUES, NUM_JOINTS
+from engines.skeleton import NUM_JOINTS, STEP_VALUES
 
 MANIFEST = "engine.json"
 LETTERS_FILE = "letters.npz"
 FORMAT = 1
 SKELETON = "signllm-50"
-STEP_VALUES = FRAME_VALUES + 1  # 150 joint values + progress counter (as engines.model)
 
 # The graph contract. Shapes: B batch, N tokens, T cached frames (all dynamic); L decoder layers,
 # H heads, D head width (static, in the manifest). The decoder returns the whole grown cache
@@ -38,6 +37,9 @@ ENCODER_INPUTS = ("tokens", "lang")  # (B, N) int64, (B,) int64
 MEMORY = ("cross_k", "cross_v", "mem_bias", "n_tokens", "group")  # (L,B,H,N,D) ×2, (B,1,1,N), (B,), (B,) int64
 ENCODER_OUTPUTS = (*MEMORY, "kappa0")  # kappa0 (B,): where reading starts
 CACHE = ("cache_k", "cache_v", "cache_bias", "kappa", "pos")  # (L,B,H,T,D) ×2, (B,1,1,T), (B,), (B,) int64
+# A masked slot in mem_bias / cache_bias (additive, 0 elsewhere); the torch model masks with it too.
+# Finite, so fully masked rows stay NaN-free (and fp16-safe).
+NEG = -1e4
 DECODER_INPUTS = ("frame", *MEMORY, *CACHE)  # frame (B, 151): the previous frame, canonical
 DECODER_OUTPUTS = ("next_frame", *(f"{name}_out" for name in CACHE))
 

@@ -37,9 +37,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from engines.counter import reached_end
-from engines.skeleton import FRAME_VALUES
-
-STEP_VALUES = FRAME_VALUES + 1  # 150 joint values + progress counter
+from engines.manifest import NEG
+from engines.skeleton import FRAME_VALUES, STEP_VALUES
 
 
 @dataclass
@@ -118,9 +117,6 @@ class Attention(nn.Module):
         w = self.drop(torch.softmax(logits, dim=-1))
         out = (w @ v).transpose(1, 2).reshape(x.shape[0], x.shape[1], self.h * self.dh)
         return self.o(out)
-
-
-NEG = -1e4  # additive mask value; finite so fully masked rows stay NaN-free (and fp16-safe)
 
 
 class EncoderLayer(nn.Module):

@@ -19,13 +19,13 @@ from pathlib import Path
 
 from engines.engine import Kind
 from engines.german_glosses import dropped, glosses
+from engines.langgloss import gloss_line
 from engines.lexicon import fold
 from engines.notation.lexicon import NotationEntry, NotationLexicon, gloss_key
 from engines.notation.reader import read_hamnosys
 from engines.notation.synthesizer import synthesize
 from engines.playback import SequencePlayback
 from engines.sequence import PoseSequence, concatenate
-from engines.tokenizer import language_marker
 
 GERMAN_RULES = frozenset({"sgg", "gsg"})  # sign languages captioned in German: the German gloss rules
 SIGN_TRANSITION_S = 0.20  # between two signs of one word (a compound)
@@ -83,10 +83,9 @@ class NotationBackend(SequencePlayback):
         got = self.signs_for(word, language)
         if isinstance(got, str):
             return got
-        marker = language_marker(language)
         if not got:  # the scheduler shows it as text with this reason, and makes no frames
             return f"not signed in {language}: {dropped(word)} (German gloss rules, docs/notation.md)", "text"
-        return f"{marker} " + " ".join(e.gloss for e in got), "sign"
+        return gloss_line(language, " ".join(e.gloss for e in got)), "sign"
 
     # --- generating -------------------------------------------------------------------------------
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from engines.engine import StepOutput
+from engines.frame import PoseFrame, generated
 from engines.sequence import PoseSequence
 
 
@@ -30,13 +30,13 @@ class SequencePlayback:
     def begin(self, key: int, word: str, language: str) -> None:
         self._live[key] = _Generation(self.sequence(word, language))
 
-    def step(self, keys: list[int]) -> dict[int, StepOutput]:
+    def step(self, keys: list[int]) -> dict[int, PoseFrame]:
         out = {}
         for key in keys:
             gen = self._live[key]
             seq, i = gen.sequence, gen.cursor
             gen.cursor += 1
-            out[key] = StepOutput(seq.frames[i], seq.confidence[i], float(gen.cursor / len(seq)),
+            out[key] = generated(seq.frames[i], seq.confidence[i], float(gen.cursor / len(seq)),
                                   gen.cursor >= len(seq))
         return out
 

@@ -15,7 +15,7 @@ failure. `repair_recording` works in canonical space (unit = shoulder width) on 
 4. gaps: a point missing for at most MAX_GAP_SECONDS between two seen frames is linearly
    interpolated (confidence: the lower of the two ends). Longer gaps stay missing.
 
-Thresholds are anatomical, measured on the 20 languages' recordings (README, pose contract):
+Thresholds are anatomical, measured on the 20 languages' recordings (docs/data.md, pose contract):
 no clean language has a palm over 0.38 or a hand point beyond 1.9 shoulder widths.
 """
 

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from engines.engine import Backend, Kind, StepOutput
+from engines.engine import Backend, Kind
+from engines.frame import PoseFrame, generated
 
 
 @dataclass
 class _Track:
-    prev: StepOutput | None = None  # source frame at index have - 2
-    last: StepOutput | None = None  # source frame at index have - 1
+    prev: PoseFrame | None = None  # source frame at index have - 2
+    last: PoseFrame | None = None  # source frame at index have - 1
     have: int = 0  # source frames received
     out: int = 0  # output frames handed out
 
@@ -51,7 +52,7 @@ class Retimed:
         """Source frames needed to place output frame `track.out` (at source position out × ratio)."""
         return int(np.floor(track.out * self.ratio)) + 2
 
-    def step(self, keys: list[int]) -> dict[int, StepOutput]:
+    def step(self, keys: list[int]) -> dict[int, PoseFrame]:
         while True:
             hungry = [k for k in keys if not self._ended(self._tracks[k])
                       and self._tracks[k].have < self._wanted(self._tracks[k])]
@@ -67,7 +68,7 @@ class Retimed:
     def _ended(track: _Track) -> bool:
         return track.last is not None and track.last.done
 
-    def _emit(self, track: _Track) -> StepOutput:
+    def _emit(self, track: _Track) -> PoseFrame:
         assert track.last is not None
         position = track.out * self.ratio  # in source frames, 0 = the first
         track.out += 1
@@ -78,14 +79,14 @@ class Retimed:
             w = np.float32(position - (last_index - 1))  # weight of `last`, in [0, 1)
             a, b = track.prev, track.last
             points, confidence = _between(a, b, w)
-            frame = StepOutput(points, confidence, (1 - float(w)) * a.counter + float(w) * b.counter, False)
+            frame = generated(points, confidence, (1 - float(w)) * a.counter + float(w) * b.counter, False)
             at_end = False
         # The generation ends with the output frame that reaches its last source frame.
         done = track.last.done and (at_end or (track.out * self.ratio) > last_index)
-        return StepOutput(frame.points, frame.confidence, frame.counter, done)
+        return generated(frame.points, frame.confidence, frame.counter, done)
 
 
-def _between(a: StepOutput, b: StepOutput, w: np.float32) -> tuple[np.ndarray, np.ndarray]:
+def _between(a: PoseFrame, b: PoseFrame, w: np.float32) -> tuple[np.ndarray, np.ndarray]:
     """Points and confidence at weight `w` from a to b: interpolated where both frames see a point;
     where one misses it (confidence 0, coordinates meaningless), the nearer frame's point and
     confidence as they are, so a hand appearing or leaving never slides in from the origin."""

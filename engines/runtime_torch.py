@@ -1,6 +1,6 @@
 """The torch runtime: the engine's weights in eager PyTorch (CPU, or CUDA where present).
 
-It runs exactly what the ONNX graphs were exported from (engines.export's wrappers), so it is the
+It runs exactly what the ONNX graphs were exported from (engines.graphs), so it is the
 reference the other runtimes are checked against.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from engines.export import DecoderGraph, EncoderGraph
+from engines.graphs import DecoderGraph, EncoderGraph
 from engines.manifest import (
     DECODER_INPUTS,
     DECODER_OUTPUTS,

@@ -30,18 +30,18 @@ from typing import Protocol
 import numpy as np
 
 from engines.counter import reached_end
-from engines.engine import Kind, StepOutput
+from engines.engine import Kind
+from engines.frame import PoseFrame, generated
 from engines.langgloss import format_gloss
 from engines.lexicon import Alphabet, CannotSpell, fold, load_alphabets
-from engines.manifest import CACHE, MEMORY, RUNTIMES, STEP_VALUES, Manifest, RuntimeUnavailable, read_manifest
-from engines.skeleton import FRAME_VALUES, LEFT_HAND_SLICE, NECK, NUM_JOINTS, RIGHT_HAND_SLICE
+from engines.manifest import CACHE, MEMORY, NEG, RUNTIMES, Manifest, RuntimeUnavailable, read_manifest
+from engines.skeleton import FRAME_VALUES, LEFT_HAND_SLICE, NECK, NUM_JOINTS, RIGHT_HAND_SLICE, STEP_VALUES
 from engines.tokenizer import PAD_ID, UNK_ID, Tokenizer
 
 # Token budget of one word: a longer one goes to the next path (the letter recordings). The encoder's
 # cost grows with the square of the tokens (4,000 tokens: 2 s, blocking every session) and each step's
 # with the frames generated so far, which a long word makes many; real words stay well under it.
 MAX_TOKENS = 48
-NEG = -1e4  # the model's additive mask value (engines.model.NEG; not imported: that module needs torch)
 # Cut masked cache columns once this many pile up (cutting copies the cache; doing it every tick would
 # cost more than attending over a few dead columns).
 COMPACT_AFTER = 16
@@ -160,7 +160,7 @@ class SignLLMBackend:
         if key in self._keys:
             self._leaving.add(key)
 
-    def step(self, keys: list[int]) -> dict[int, StepOutput]:
+    def step(self, keys: list[int]) -> dict[int, PoseFrame]:
         self._settle()
         rows = [self._keys.index(k) for k in keys] if keys != self._keys else None
         if rows is not None and len(rows) == len(self._keys):
@@ -183,7 +183,7 @@ class SignLLMBackend:
             # The model's own stopping rule (engines.counter), as in decode and evaluation.
             done = bool(reached_end(counter, float(previous[i]))) or self._frames[row] >= self.manifest.max_frames
             points, conf = generated_confidence(frames[i, :FRAME_VALUES].reshape(NUM_JOINTS, 3))
-            result[key] = StepOutput(points, conf, min(max(counter, 0.0), 1.0), done)
+            result[key] = generated(points, conf, min(max(counter, 0.0), 1.0), done)
         return result
 
     # --- the batch ------------------------------------------------------------------------

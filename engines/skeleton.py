@@ -31,6 +31,7 @@ NUM_BODY = len(BODY_NAMES)
 NUM_HAND = len(HAND_POINT_NAMES)
 NUM_JOINTS = NUM_BODY + 2 * NUM_HAND  # 50
 FRAME_VALUES = NUM_JOINTS * 3  # 150
+STEP_VALUES = FRAME_VALUES + 1  # a model step: the joint values + the progress counter (engines.counter)
 
 NOSE, NECK, R_SHOULDER, R_ELBOW, R_WRIST, L_SHOULDER, L_ELBOW, L_WRIST = range(NUM_BODY)
 LEFT_HAND = NUM_BODY  # index of the left hand's wrist point; its 21 points follow

@@ -16,7 +16,7 @@ Rules, in the order they are tried at each position of the text:
    dash (`-`, `–`, `—`) at the start of a turn, and a speaker label at the start of a turn: one
    to three capitalised or upper-case words then `:`, French style ` :` too (`REPORTER:`,
    `Dolphin:`, `Roger Bingham:`, `JOURNALISTE :`;
-   WebVTT voice tags `<v Roger>` become such a label in server/caption_files.py). A turn starts at
+   WebVTT voice tags `<v Roger>` become such a label in engines/formats/captions.py). A turn starts at
    the start of the text, after a line break, after a sentence end, or after another speaker token.
    A sentence always ends before a speaker token, so a dialogue dash starts the next unit.
 3. **Web and e-mail addresses** (`https://…`, `www.…`, `ocw.mit.edu`, `a@b.org`) are one

@@ -13,13 +13,9 @@ from pathlib import Path
 
 import sentencepiece as spm
 
+from engines.langgloss import FS_PREFIX, language_marker
+
 PAD_ID, UNK_ID = 0, 1
-FS_PREFIX = "FS:"
-
-
-def language_marker(language: str) -> str:
-    """The language attribute marker a gloss starts with, e.g. `<ase>`."""
-    return f"<{language}>"
 
 
 class Tokenizer:

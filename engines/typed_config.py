@@ -2,7 +2,8 @@
 
 The one loader behind every config (the server's `config.toml`, training configs): unknown keys
 and wrong types are errors that name the key and the file; a missing key takes the dataclass
-default, so a file only needs what it changes.
+default, so a file only needs what it changes. `config.toml` is shared: the server reads its
+tables and skips `[corpus]`, which training reads on its own (`table="corpus"`).
 """
 
 from __future__ import annotations
@@ -18,13 +19,20 @@ from engines.errors import SignStreamError
 
 T = TypeVar("T")
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO_ROOT / "config.toml"  # the deployer's file; config paths are relative to REPO_ROOT
+
 
 class ConfigError(SignStreamError):
     code = "bad_config"
 
 
-def load_toml(cls: type[T], path: str | Path) -> T:
-    """Read `path` and build a `cls` dataclass from it, checking every key and type."""
+def load_toml(cls: type[T], path: str | Path, table: str | None = None, skip: tuple[str, ...] = ()) -> T:
+    """Read `path` and build a `cls` dataclass from it, checking every key and type.
+
+    table: build `cls` from that one table only (absent: all defaults), leaving the others to
+    their own readers. skip: top-level tables another reader owns, left unchecked here.
+    """
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -32,8 +40,13 @@ def load_toml(cls: type[T], path: str | Path) -> T:
         raise ConfigError(f"{path}: no such config file") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    if table is not None:
+        raw = raw.get(table, {})
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path}: '{table}' must be a table [{table}]")
     try:
-        return build(cls, raw, path)
+        return build(cls, {k: v for k, v in raw.items() if k not in skip}, path,
+                     prefix=f"{table}." if table is not None else "")
     except ValueError as exc:  # a section's own validation in __post_init__
         raise ConfigError(f"{path}: {exc}") from None
 

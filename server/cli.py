@@ -13,14 +13,15 @@ import click
 import typer
 from typer.core import TyperGroup
 
+from engines.errors import fail
+
 # name → ("module:typer_app", short help). A lazy app with one command becomes that command.
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("training.cli:data_app", "Build, lift and preview training corpora."),
-    "train": ("training.train_cli:train_app", "Train a SignLLM model from a TOML config."),
-    "eval": ("training.train_cli:eval_app", "Evaluate a SignLLM checkpoint (DTW-MJE, JSON)."),
-    "backtranslate": ("training.backtranslate.cli:backtranslate_app",
-                      "Back-translation judge (pose → text): train, eval."),
-    "export": ("engines.export:export_app", "Export a SignLLM checkpoint to an engine folder (ONNX, TensorRT)."),
+    "train": ("training.cli:train_app", "Train a SignLLM model from a TOML config."),
+    "eval": ("training.cli:eval_app", "Evaluate a SignLLM checkpoint (DTW-MJE, JSON)."),
+    "backtranslate": ("training.cli:backtranslate_app", "Back-translation judge (pose → text): train, eval."),
+    "export": ("training.cli:export_app", "Export a SignLLM checkpoint to an engine folder (ONNX, TensorRT)."),
     "lexicon": ("engines.notation.cli:lexicon_app", "Notation lexicons (HamNoSys, SiGML): check a file, pack DSGS."),
 }
 
@@ -68,14 +69,7 @@ def config_check(config: str = typer.Option(None, "--config", help="config file 
     from dataclasses import asdict
     import json
 
-    from server.config import ConfigError, load_config
-
-    try:
-        cfg = load_config(config)
-    except ConfigError as exc:
-        typer.echo(f"error [{exc.code}]: {exc.message}", err=True)
-        raise typer.Exit(2)
-    typer.echo(json.dumps(asdict(cfg), indent=2))
+    typer.echo(json.dumps(asdict(_config(config)), indent=2))
 
 
 def _config(path: str | None):
@@ -84,8 +78,7 @@ def _config(path: str | None):
     try:
         return load_config(path)
     except ConfigError as exc:
-        typer.echo(f"error [{exc.code}]: {exc.message}", err=True)
-        raise typer.Exit(2)
+        fail(exc)
 
 
 @app.command("serve")
@@ -148,18 +141,17 @@ def captions(file: str = typer.Argument(..., help="a WebVTT (.vtt) or SRT (.srt)
              speed: float = typer.Option(1.0, "--speed", help="play the file this many times faster than real time"),
              channel: str = _CHANNEL, server: str = _SERVER, token: str = _TOKEN) -> None:
     """Play a caption file into a session in real time, printing units and their statuses."""
-    from server.caption_files import CaptionFileError, read_captions
+    from engines.formats.captions import CaptionFileError, read_captions
     from server.client_cli import play_cues
 
     try:
         captions_file = read_captions(file)
     except CaptionFileError as exc:
-        typer.echo(f"error [{exc.code}]: {exc.message}", err=True)
-        raise typer.Exit(2)
+        fail(exc)
     _run_client(play_cues(server, captions_file.cues, lang, token, speed, channel, captions_file.skipped))
 
 
-from server.avatar.cli import avatar_app, render as render_command  # noqa: E402  (typer only; heavy imports are lazy)
+from server.avatar_cli import avatar_app, render as render_command  # noqa: E402  (typer only; heavy imports are lazy)
 
 app.add_typer(avatar_app, name="avatar")
 app.command("render")(render_command)

@@ -17,7 +17,7 @@ from typing import Any, AsyncIterator, Callable
 import aiohttp
 import numpy as np
 
-from server.caption_files import Cue, SkippedCue
+from engines.formats.captions import Cue, SkippedCue
 from server.protocol import PoseFrame, decode_binary_pose
 
 Received = dict[str, Any] | PoseFrame
@@ -224,7 +224,7 @@ async def play_cues(server: str, cues: list[Cue], language: str | None, token: s
                     speed: float = 1.0, channel: str | None = None,
                     skipped: list[SkippedCue] | None = None) -> Collected:
     """Send each cue as a final caption at its start time (real time / `speed`), then wait for the
-    statuses. The file's `skipped` cues (caption_files) are printed first: they are not played."""
+    statuses. The file's `skipped` cues (engines/formats/captions.py) are printed first: they are not played."""
     for cue in skipped or []:
         number = f" {cue.number}" if cue.number else ""
         print(f"skipped cue{number} at line {cue.line}: {cue.reason}", file=sys.stderr)

@@ -2,7 +2,7 @@
 
 Every section is a dataclass; every key has a type. Unknown keys and wrong types are errors that
 name the key and the file. A missing key takes the dataclass default, so a deployer's file only
-needs what it changes.
+needs what it changes. The `[corpus]` table of the same file is training's (training/corpus.py).
 """
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from engines.typed_config import ConfigError, load_toml
+from engines.typed_config import DEFAULT_CONFIG, REPO_ROOT, ConfigError, load_toml
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = REPO_ROOT / "config.toml"
+TRAINING_TABLES = ("corpus",)  # tables of config.toml that training reads, not the server
 
 
 @dataclass
@@ -51,17 +50,8 @@ class VideoSection:
 
 
 @dataclass
-class CorpusSection:
-    out: str = "data/corpus"
-    languages: list[str] = field(default_factory=list)
-    words_per_lang: int = 1000
-    seed: int = 0
-    fps: float = 25.0
-
-
-@dataclass
 class LiveSection:
-    """The live pipeline: motion timeline and backlog policy (see the README, "The live server")."""
+    """The live pipeline: motion timeline and backlog policy (docs/server.md)."""
 
     default_language: str = "ase"
     lookahead_s: float = 0.5
@@ -145,7 +135,6 @@ class Config:
     engine: EngineSection = field(default_factory=EngineSection)
     avatar: AvatarSection = field(default_factory=AvatarSection)
     video: VideoSection = field(default_factory=VideoSection)
-    corpus: CorpusSection = field(default_factory=CorpusSection)
     live: LiveSection = field(default_factory=LiveSection)
     segmenter: SegmenterSection = field(default_factory=SegmenterSection)
     limits: LimitsSection = field(default_factory=LimitsSection)
@@ -160,4 +149,4 @@ class Config:
 
 def load_config(path: str | Path | None = None) -> Config:
     """Load and validate a config file (the repository's `config.toml` by default)."""
-    return load_toml(Config, Path(path) if path is not None else DEFAULT_CONFIG)
+    return load_toml(Config, Path(path) if path is not None else DEFAULT_CONFIG, skip=TRAINING_TABLES)

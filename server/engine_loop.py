@@ -13,21 +13,24 @@ import logging
 import time
 from typing import Protocol
 
-from engines.engine import Scheduler, Segment, UnitFrame
+from engines.engine import Scheduler, Segment
+from engines.frame import PoseFrame
 from server.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 
 class Owner(Protocol):
-    """What a session offers the engine loop."""
+    """What a session offers the engine loop: a FrameSink (engines/frame.py) that says when it wants
+    frames and hears how a unit ended without one."""
 
     id: int
 
     def needs_frames(self) -> bool: ...
-    def on_frame(self, unit: int, frame: UnitFrame) -> None: ...
-    def on_ended(self, unit: int) -> None: ...
-    def on_failed(self, unit: int, reason: str) -> None: ...
+    def push(self, frame: PoseFrame) -> None:
+        """A frame of a live unit, tagged with the session's unit (`frame.unit`)."""
+    def unit_ended(self, unit: int, failed: str | None) -> None:
+        """The unit ended with no frame this tick: nothing signable, or it failed (the reason)."""
 
 
 class EngineLoop:
@@ -85,7 +88,7 @@ class EngineLoop:
             for key, (owner, unit) in list(self._owners.items()):
                 self.scheduler.cancel(key)
                 del self._owners[key]
-                owner.on_failed(unit, "the engine failed")  # the log has the exception
+                owner.unit_ended(unit, "the engine failed")  # the log has the exception
             return
         self.metrics.step.observe(time.perf_counter() - start)
         failures = self.scheduler.generation_failures - self._failures_seen
@@ -93,17 +96,18 @@ class EngineLoop:
             self._failures_seen += failures
             self.metrics.engine_failures.inc(failures)
         for f in frames:
-            got = self._owners.get(f.unit_id)
+            got = self._owners.get(f.key)
             if got is None:
                 continue
-            if f.unit_done:
-                del self._owners[f.unit_id]
-            got[0].on_frame(got[1], f)
+            if f.last:
+                del self._owners[f.key]
+            f.unit = got[1]
+            got[0].push(f)
         for key in ended:
             got = self._owners.pop(key, None)
             if got is not None:
-                got[0].on_ended(got[1])
+                got[0].unit_ended(got[1], None)
         for key, reason in self.scheduler.take_failed():
             got = self._owners.pop(key, None)
             if got is not None:
-                got[0].on_failed(got[1], reason)
+                got[0].unit_ended(got[1], reason)

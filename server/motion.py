@@ -14,87 +14,17 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
-from engines.formats.posefile import read_pose
-from engines.lexicon import load_alphabets
 from engines import nonmanual
+from engines.rest import rest_pose
 from engines.textnorm import spoken_language
 from engines.sequence import PoseSequence, concatenate
-from engines.skeleton import (
-    L_ELBOW,
-    L_SHOULDER,
-    L_WRIST,
-    LEFT_HAND_SLICE,
-    NUM_JOINTS,
-    R_ELBOW,
-    R_SHOULDER,
-    R_WRIST,
-    RIGHT_HAND_SLICE,
-    bone_lengths,
-    LIMBS,
-)
-from server.protocol import Message, PoseFrame
-
-# The recording the rest pose is derived from: ASL "B" (a flat hand), signed with the right hand
-# while the left arm hangs at rest.
-REST_SOURCE = ("ase", "b")
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    return v / np.linalg.norm(v)
-
-
-def _rotation(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """The rotation matrix turning direction `src` onto direction `dst` (Rodrigues)."""
-    a, b = _unit(src), _unit(dst)
-    v, c = np.cross(a, b), float(np.dot(a, b))
-    if c < -1 + 1e-9:  # opposite: half a turn about any axis orthogonal to a
-        axis = _unit(np.cross(a, [1.0, 0.0, 0.0]) if abs(a[0]) < 0.9 else np.cross(a, [0.0, 1.0, 0.0]))
-        return 2 * np.outer(axis, axis) - np.eye(3)
-    k = np.array([[0, -v[2], v[1]], [v[2], 0, -v[0]], [-v[1], v[0], 0]])
-    return np.eye(3) + k + k @ k / (1 + c)
-
-
-@lru_cache(maxsize=1)
-def rest_pose() -> tuple[np.ndarray, np.ndarray]:
-    """A neutral pose, both arms down, in canonical space: (points (50, 3), confidence (50,)).
-
-    Derived once from a real recording (REST_SOURCE): head and shoulders are its median frame;
-    arm bone lengths are its median right-arm lengths; both upper arms hang along the direction
-    of the recording's resting left upper arm (mirrored for the right); forearms hang straight
-    with the hands a little in front of the body; each hand is the recording's flat right hand,
-    turned fingers-down with the palm towards the body (mirrored for the left hand).
-    """
-    entry = load_alphabets()[REST_SOURCE[0]].letters[REST_SOURCE[1]]
-    seq = read_pose(entry.path).trim()
-    pts, conf = seq.frames, seq.confidence
-    seen = conf > 0
-    median = np.array([np.median(pts[seen[:, j], j], axis=0) if seen[:, j].any() else np.zeros(3)
-                       for j in range(NUM_JOINTS)], dtype=np.float64)
-    lengths = {}
-    for i, (p, c) in enumerate(LIMBS):
-        both = seen[:, p] & seen[:, c]
-        lengths[(p, c)] = float(np.median(bone_lengths(pts[both])[:, i])) if both.any() else 0.0
-    upper, fore = lengths[(R_SHOULDER, R_ELBOW)], lengths[(R_ELBOW, R_WRIST)]
-    hang = _unit(median[L_ELBOW] - median[L_SHOULDER])  # the resting left upper arm
-    out = median.copy()
-    for shoulder, elbow, wrist, side in ((L_SHOULDER, L_ELBOW, L_WRIST, 1.0), (R_SHOULDER, R_ELBOW, R_WRIST, -1.0)):
-        direction = hang * np.array([side, 1.0, 1.0])
-        out[elbow] = out[shoulder] + upper * _unit(direction * np.array([1.0, 1.0, 0.0]))
-        out[wrist] = out[elbow] + fore * _unit(np.array([0.0, -1.0, 0.35]))
-    # The flat right hand, relative to its wrist, turned so the fingers point down.
-    hand = median[RIGHT_HAND_SLICE] - median[RIGHT_HAND_SLICE][0]
-    turn = _rotation(hand[9], np.array([0.0, -1.0, 0.0]))  # wrist → middle finger base
-    right = hand @ turn.T
-    out[RIGHT_HAND_SLICE] = out[R_WRIST] + right
-    out[LEFT_HAND_SLICE] = out[L_WRIST] + right * np.array([-1.0, 1.0, 1.0])
-    return out.astype(np.float32), np.ones(NUM_JOINTS, dtype=np.float32)
-
+from engines.skeleton import NUM_JOINTS
+from engines.frame import PoseFrame
+from server.protocol import Message
 
 def ease(a: np.ndarray, ca: np.ndarray, b: np.ndarray, cb: np.ndarray, seconds: float, fps: float) -> PoseSequence:
     """The in-between frames easing from pose a to pose b (the sequence module's transition)."""
@@ -104,15 +34,11 @@ def ease(a: np.ndarray, ca: np.ndarray, b: np.ndarray, cb: np.ndarray, seconds: 
     return joined.slice(1, len(joined) - 1)
 
 
-@dataclass
-class _Frame:
-    points: np.ndarray
-    confidence: np.ndarray
-    unit: int  # 0: no unit
-    segment: int  # -1: between segments
-    kind: str
-    events: list[Message] = field(default_factory=list)
-    face: np.ndarray | None = None  # the non-manual grammar values (engines/nonmanual.py); None: neutral
+def _held(points: np.ndarray, confidence: np.ndarray, unit: int = 0, kind: str = "transition",
+          face: np.ndarray | None = None) -> PoseFrame:
+    """A frame the timeline makes (rest, transition, hold); in the buffer `face` holds the
+    non-manual grammar values (engines/nonmanual.py; None: neutral), the life is added on output."""
+    return PoseFrame(unit, -1, 0, 0.0, kind, points, confidence, face)
 
 
 class Timeline:
@@ -122,14 +48,14 @@ class Timeline:
         self.rest_transition_s = rest_transition_s
         self.hold_frames = int(round(hold_s * fps))
         rest, conf = rest_pose()
-        self._rest = _Frame(rest, conf, 0, -1, "rest")
+        self._rest = _held(rest, conf, kind="rest")
         self.last = self._rest  # the last frame given out
-        self.buffer: deque[_Frame] = deque()
+        self.buffer: deque[PoseFrame] = deque()
         self.speed = 1.0
         self.index = 0
         self._phase = 0.0
         self._dry = 0  # output frames since the buffer ran dry
-        self._returning: deque[_Frame] = deque()
+        self._returning: deque[PoseFrame] = deque()
         # The non-manual track: each unit's word cues and sign lengths, where in a segment push is.
         self._cues: dict[int, tuple[list[nonmanual.WordCues], list[int]]] = {}
         self._at: tuple[int, int, int] = (0, -1, 0)  # unit, segment, frames pushed into it
@@ -169,10 +95,11 @@ class Timeline:
         the frame clock may start it at once instead of at its next tick."""
         return bool(self.buffer) and self.buffer[0].unit != self.last.unit
 
-    def push(self, unit: int, segment: int, kind: str, points: np.ndarray, confidence: np.ndarray,
-             progress: float | None = None) -> None:
-        """A frame of a unit from the engine; a transition is put in front of a unit's first frame.
-        `progress`: the engine's counter for the segment (times the non-manual track, e.g. mouthing)."""
+    def push(self, frame: PoseFrame) -> None:
+        """A frame of a unit from the engine (unit, segment, kind, points, confidence; its counter
+        times the non-manual track, e.g. mouthing); a transition is put in front of a unit's first frame."""
+        unit, segment, points, confidence = frame.unit, frame.segment, frame.points, frame.confidence
+        progress = frame.counter
         prev = self.buffer[-1] if self.buffer else self.last
         if prev.unit != unit:
             seconds = self.rest_transition_s if prev.kind == "rest" else self.transition_s
@@ -180,12 +107,13 @@ class Timeline:
             face = self._grammar(unit, segment, progress)
             a, b = (prev.face if prev.face is not None else 0.0), (face if face is not None else 0.0)
             n = len(way.frames)  # the face eases into the unit's with the hands
-            self.buffer.extend(_Frame(p, c, unit, -1, "transition", face=np.float32(a + (b - a) * (i + 1) / (n + 1)))
+            self.buffer.extend(_held(p, c, unit, face=np.float32(a + (b - a) * (i + 1) / (n + 1)))
                                for i, (p, c) in enumerate(zip(way.frames, way.confidence)))
             self._returning.clear()
-            self.buffer.append(_Frame(points, confidence, unit, segment, kind, face=face))
-            return
-        self.buffer.append(_Frame(points, confidence, unit, segment, kind, face=self._grammar(unit, segment, progress)))
+            frame.face = face
+        else:
+            frame.face = self._grammar(unit, segment, progress)
+        self.buffer.append(frame)
 
     def event(self, msg: Message) -> list[Message]:
         """Queue an event after everything buffered; returned at once (to send now) if nothing is."""
@@ -197,7 +125,7 @@ class Timeline:
     def drop(self, unit: int) -> list[Message]:
         """Remove a unit's buffered frames; events riding on them move to the frame before, or are returned."""
         loose: list[Message] = []
-        kept: deque[_Frame] = deque()
+        kept: deque[PoseFrame] = deque()
         for f in self.buffer:
             if f.unit == unit:
                 (kept[-1].events if kept else loose).extend(f.events)
@@ -219,7 +147,7 @@ class Timeline:
             both = (a.confidence > 0) & (b.confidence > 0)
             points = np.where(both[:, None], a.points * (1 - w) + b.points * w, a.points)
             conf = np.where(both, a.confidence * (1 - w) + b.confidence * w, a.confidence)
-            shown = _Frame(points, conf, a.unit, a.segment, a.kind, face=a.face)
+            shown = PoseFrame(a.unit, a.segment, 0, 0.0, a.kind, points, conf, a.face)
             self._phase += self.speed
             while self._phase >= 1 - 1e-6 and self.buffer:
                 events += self.buffer.popleft().events
@@ -231,12 +159,12 @@ class Timeline:
             if self.last.kind == "rest" or self.last is self._rest:
                 shown = self._rest
             elif self._dry <= self.hold_frames:
-                shown = _Frame(self.last.points, self.last.confidence, 0, -1, "transition")
+                shown = _held(self.last.points, self.last.confidence)
             else:
                 if not self._returning:
                     way = ease(self.last.points, self.last.confidence, self._rest.points, self._rest.confidence,
                                self.rest_transition_s, self.fps)
-                    self._returning.extend(_Frame(p, c, 0, -1, "transition") for p, c in zip(way.frames, way.confidence))
+                    self._returning.extend(_held(p, c) for p, c in zip(way.frames, way.confidence))
                     self._returning.append(self._rest)
                 shown = self._returning.popleft()
         self.last = shown

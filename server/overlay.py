@@ -27,7 +27,7 @@ from typing import Any
 from engines.engine import Scheduler
 from engines.errors import SignStreamError
 from server.avatar.errors import RenderError
-from server.caption_files import CaptionFileError, Cue, SkippedCue, read_captions
+from engines.formats.captions import CaptionFileError, Cue, SkippedCue, read_captions
 from server.config import Config
 from server.engine_loop import EngineLoop
 from server.metrics import Metrics
@@ -87,7 +87,7 @@ class CuePlayer:
         self.fps = float(cfg.video.fps)
         self.language = language
         self.cues = [_CueRecord(c) for c in cues]
-        self.skipped = list(skipped or [])  # cues of the file that could not be played (caption_files)
+        self.skipped = list(skipped or [])  # cues of the file that could not be played (engines/formats/captions.py)
         # The first frame at or after each cue's start; cues are fed in time order, whatever the file's.
         self.starts = [math.ceil(c.start * self.fps - 1e-6) for c in cues]
         self._order = sorted(range(len(cues)), key=lambda i: self.starts[i])
@@ -211,8 +211,8 @@ def render_overlay(cfg: Config, captions: Path, output: Path, language: str | No
     """Render a WebVTT/SRT file as an alpha overlay video at `output` (.webm or .mov); returns the
     report. The video is written whole or not at all."""
     from engines.loader import open_scheduler
-    from server.avatar.retarget import retarget_stream
-    from server.avatar.video import check_output, open_renderer, render_frames, write_video
+    from server.avatar.painter import AvatarPainter
+    from server.avatar.video import check_output, write_video
 
     if output.suffix.lower() not in OVERLAY_SUFFIXES:
         raise RenderError(f"{output}: an overlay is a video with alpha: use {' or '.join(OVERLAY_SUFFIXES)}")
@@ -221,11 +221,9 @@ def render_overlay(cfg: Config, captions: Path, output: Path, language: str | No
     player = CuePlayer(cfg, file.cues, language or cfg.live.default_language,
                        open_scheduler(cfg.engine, float(cfg.video.fps)), str(captions), file.skipped)
     transparent = (*cfg.video.background[:3], 0.0)  # the overlay's background is always see-through
-    model, settings, renderer = open_renderer(cfg, avatar_path, transparent)
-    with renderer:
-        poses = ((f.points, f.confidence) for f in player.frames())
-        images = render_frames(renderer, model.rig, retarget_stream(model.rig, player.fps, poses, settings))
-        written = write_video(images, output, player.fps, rgba=True)
+    with AvatarPainter.open(cfg, avatar_path, transparent) as painter:
+        poses = ((f.points, f.confidence, f.face) for f in player.frames())  # the track, as live
+        written = write_video(painter.paint_all(poses), output, player.fps, rgba=True)
     report = player.report()
     assert written == report["frames"], (written, report["frames"])
     v = cfg.video

@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from engines.frame import PoseFrame  # a session's output frames, as the timeline gives them out
 from engines.skeleton import NUM_JOINTS
 
 VERSION = 1
@@ -329,7 +330,7 @@ class Hello:
     idle_frames: bool = True
     token: str | None = None
     frames: Frames = "poses"  # used by the transports (server/rotation_stream.py), not by the session
-    channel: str | None = None  # used by the transports (server/channels.py), not by the session
+    channel: str | None = None  # used by the transports (server/transports/channels.py), not by the session
     background: str | None = None
 
 
@@ -404,20 +405,6 @@ def parse_client_message(raw: str | bytes, max_bytes: int) -> ClientMessage:
 
 
 # --- server messages --------------------------------------------------------------------------
-
-@dataclass
-class PoseFrame:
-    """One output frame of a session's stream, in canonical space."""
-
-    unit: int
-    segment: int
-    frame: int
-    t: float
-    kind: str  # one of _FRAME_KINDS
-    points: np.ndarray  # (50, 3)
-    confidence: np.ndarray  # (50,)
-    face: np.ndarray | None = None  # (len(engines.nonmanual.CHANNELS),) the non-manual track; None: not sent
-
 
 @dataclass
 class Message:

@@ -8,7 +8,7 @@ instead of a render and an encode.
 
 `RotationRig` is loaded once per server (the configured avatar, its retargeting settings, the
 ready fields). `RotationStream` is one stream's retargeter: a channel owns one, however many
-clients watch (server/channels.py), so retargeting costs once per channel, never once per viewer.
+clients watch (server/transports/channels.py), so retargeting costs once per channel, never once per viewer.
 Each `RotationFrame` it makes caches its encodings, so fan-out encodes once per format.
 """
 

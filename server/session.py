@@ -3,7 +3,7 @@
 The session knows nothing of its transport. A transport feeds it raw client messages
 (`handle`), runs its frame clock (`run`), and gives it two callables: `send` (queue a server
 message; never blocks) and `end` (flush and close the connection with a close code). The
-WebSocket transport and server/channels.py (for WebRTC viewers and channels) do this.
+WebSocket transport and server/transports/channels.py (for WebRTC viewers and channels) do this.
 
 Every committed unit ends with exactly one unit_status: signed / fingerspelled / shown_as_text
 after it played, shown_as_text when the backlog policy skips it, cancelled after a correction,
@@ -32,7 +32,8 @@ from collections import deque
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Literal
 
-from engines.engine import Segment, UnitFrame, outcome
+from engines.engine import Segment, outcome
+from engines.frame import PoseFrame
 from server.captions import EVERY_WORD, Action, Cancel, Commit, Segmenter
 from server.config import Config
 from server.engine_loop import EngineLoop
@@ -107,7 +108,7 @@ class Session:
         self.fps = float(cfg.video.fps)
         live = cfg.live
         self.timeline = Timeline(self.fps, live.transition_s, live.rest_transition_s, live.hold_s)
-        self.segmenter = Segmenter(cfg.segmenter, self._new_unit_id)
+        self.segmenter = Segmenter(cfg.segmenter, self._new_unit_id)  # unit ids: 1, 2, ... (continue_after)
         self.language = live.default_language
         self.format: Format = "json"
         self.idle_frames = True
@@ -188,7 +189,7 @@ class Session:
             self._send(Message("pong"))
 
     def _hello(self, msg: Hello) -> None:
-        if msg.channel is not None:  # a transport joins channels (server/channels.py) before any session
+        if msg.channel is not None:  # a transport joins channels (server/transports/channels.py) before any session
             raise ProtocolError("bad_field", "hello.channel is taken only in a connection's first message "
                                 "(or the /offer body); this connection already has its session")
         if not self.authed:
@@ -323,12 +324,11 @@ class Session:
     def needs_frames(self) -> bool:
         return self.timeline.queued < self._lookahead
 
-    def on_frame(self, unit_id: int, frame: UnitFrame) -> None:
-        unit = self.units[unit_id]
+    def push(self, frame: PoseFrame) -> None:
+        unit = self.units[frame.unit]
         self.timeline.cue_unit(unit.id, unit.text, unit.language, unit.segments)  # the non-manual track's rules
-        self.timeline.push(unit.id, frame.segment, unit.segments[frame.segment].kind, frame.points, frame.confidence,
-                           frame.counter)
-        if frame.unit_done:
+        self.timeline.push(frame)
+        if frame.last:
             unit.state = "done"
             self._live = None
             self._played(unit)
@@ -336,19 +336,18 @@ class Session:
         if self.timeline.starting:
             self._wake.set()  # start playing now rather than at the next clock tick
 
-    def on_ended(self, unit_id: int) -> None:
-        unit = self.units[unit_id]
-        self._live = None
-        self._played(unit)
-        self._submit_next()
-
-    def on_failed(self, unit_id: int, reason: str) -> None:
+    def unit_ended(self, unit_id: int, failed: str | None) -> None:
+        if failed is None:
+            self._live = None
+            self._played(self.units[unit_id])
+            self._submit_next()
+            return
         unit = self.units.get(unit_id)
         if unit is not None:
             self._live = None
             for msg in self.timeline.drop(unit.id):
                 self._emit(msg)
-            self._report(unit, "failed", reason, now=True)
+            self._report(unit, "failed", failed, now=True)
             self._submit_next()
 
     # --- the frame clock ------------------------------------------------------------------------

@@ -37,7 +37,7 @@ def tiny_engine(tmp_path_factory, alphabets) -> Path:
     """
     import torch
 
-    from engines.export import export_engine
+    from training.export import export_engine
     from engines.langgloss import format_gloss
     from engines.lexicon import pack_alphabets
     from engines.model import ModelConfig, SignLLM, save_model

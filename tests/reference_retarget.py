@@ -12,7 +12,7 @@ avatar's bone lengths:
 - each finger segment swings from where its parent carries it onto the input direction, so its
   twist is the hand's; its flexion and spread are clamped to anatomical ranges;
 - a chain whose points are missing or below the confidence threshold holds its last pose, then
-  eases to the rest pose (arms down, hands relaxed);
+  eases to the rest pose (engines/rest.py: arms down, flat hands);
 - a centred 3-tap filter over rotations ([1 2 1]/4 on still bones, fading out on fast ones)
   smooths jitter and delays the output by exactly one frame.
 
@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engines.rest import rest_pose
 from engines.sequence import PoseSequence
 from engines.skeleton import (
     HAND_POINT_NAMES,
@@ -70,7 +71,6 @@ FINGER_LIMITS = ((-30.0, 100.0, 30.0), (-10.0, 130.0, 20.0), (-20.0, 100.0, 20.0
 # The thumb moves in a cone about where the hand carries it: most degrees from the rest direction.
 THUMB_CONE = (80.0, 90.0, 100.0)
 _SHOULDER_CONE = 20.0  # the clavicle only shrugs
-_REST_CURL = (np.radians([18.0, 22.0, 14.0]), np.radians([5.0, 12.0, 10.0]))  # relaxed fingers; thumb
 _STRAIGHT = (np.sin(np.radians(8.0)), np.sin(np.radians(25.0)))  # elbow bend too small / enough to twist by
 # Smoothing strength by how fast a bone turns (degrees a frame): full [1 2 1]/4 below, none above.
 _SMOOTH_FULL_BELOW, _SMOOTH_NONE_ABOVE = 2.0, 12.0
@@ -195,32 +195,24 @@ class Retargeter:
         self._missing = np.full(k_n, 10**6)
         self._twist_seen = np.zeros(2)  # forearm twist per side when its hand was last seen
         self._elbow_twist[:] = 0.0
+        self._forearm_twist[:] = 0.0
         self._history: list[np.ndarray] = []
 
     # --- rest pose ----------------------------------------------------------------------------
 
     def _rest_pose(self) -> np.ndarray:
-        """Arms hanging with a slight forward bend, palms to the thighs, fingers relaxed."""
-        k_n = len(self.names)
-        g = np.zeros((k_n + 1, 3, 3))
-        g[0] = np.eye(3)
-        rest_rot = self._b.rest_rot
-        for k in range(k_n):
-            g[k + 1] = self._carried(g, k) @ rest_rot[k]
-        for si, side in enumerate(SIDES):
-            s = _SIGN[side]
-            self._solve_arm(g, si, np.array([0.12 * s, -1.0, 0.0]), np.array([0.06 * s, -0.8, 0.55]),
-                            None, rest_rot, rest=True)
-        for level in range(3):
-            for k in self._finger_k[level]:
-                curl = _REST_CURL[1 if "Thumb" in self.names[k] else 0][level]
-                g[k + 1] = self._carried(g, k) @ rest_rot[k] @ axis_angle(self._b.aloc[k], curl)
-        return self._to_locals(g)
+        """The rest pose (engines/rest.py), as a stream holding it settles (the elbow's full twist)."""
+        points, confidence = rest_pose()
+        self._held = self._rest_k = self._b.rest_rot.copy()  # every point is seen, never missing: neither is read
+        self._missing = np.full(len(self.names), -10**6)
+        self._twist_seen = np.zeros(2)
+        return self.solve(points.astype(np.float64), confidence, settled=True)
 
     # --- per frame ----------------------------------------------------------------------------
 
-    def solve(self, points: np.ndarray, confidence: np.ndarray) -> np.ndarray:
-        """Local rotations (J, 3, 3) for one canonical frame, before smoothing."""
+    def solve(self, points: np.ndarray, confidence: np.ndarray, settled: bool = False) -> np.ndarray:
+        """Local rotations (J, 3, 3) for one canonical frame, before smoothing (`settled`: with the
+        elbow twist a stream holding it settles to)."""
         seen_pt = confidence >= self.settings.min_confidence
         g = np.zeros((len(self.names) + 1, 3, 3))  # slot 0: identity, for bones with no driven ancestor
         g[0] = np.eye(3)
@@ -249,7 +241,7 @@ class Retargeter:
             ku, kl, kh = self._arm_k[si]
             seen[[ku, kl, kh]] = (arm_ok, arm_ok, hand_ok)
             if arm_ok:
-                self._solve_arm(g, si, points[el] - points[sh], end - points[el], hand_targets[si], eased, rest=False)
+                self._solve_arm(g, si, points[el] - points[sh], end - points[el], hand_targets[si], eased, rest=settled)
             else:
                 for k in (ku, kl, kh):
                     g[k + 1] = self._carried(g, k) @ eased[k]

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from server.avatar.build import ASSET, SKIN
+from engines.rest import rest_pose
+from engines.skeleton import L_ELBOW, L_WRIST, LEFT_HAND_SLICE, R_ELBOW, R_WRIST, RIGHT_HAND_SLICE
+from tools.avatar_build import ASSET, SKIN
 from server.avatar.errors import RenderError
 from server.avatar.gltf import load_avatar
 from server.avatar.render import AvatarRenderer
@@ -30,15 +32,15 @@ def renderer(avatar):
 
 
 def _raised_hands(avatar) -> np.ndarray:
-    """Rest pose with both elbows bent, the hands raised in front of the body (the right higher)."""
-    rt = Retargeter(avatar.rig, 25.0, RetargetSettings(smoothing=False))
-    local = rt.rest.copy()
-    for side, bend in (("right", 1.7), ("left", 1.1)):
-        k = rt._k[f"{side}UpperArm"]
-        hinge = np.cross(rt._b.dloc[k], rt._b.nloc[k])
-        j = avatar.rig.humanoid[f"{side}LowerArm"]
-        local[j] = local[j] @ axis_angle(hinge, bend)
-    return local
+    """The rest pose with both forearms raised about the elbow, the hands in front of the body (the
+    right higher), solved from its points."""
+    points, confidence = rest_pose()
+    points = points.astype(np.float64)
+    for elbow, chain, bend in ((R_ELBOW, [R_WRIST, *range(RIGHT_HAND_SLICE.start, RIGHT_HAND_SLICE.stop)], 1.7),
+                               (L_ELBOW, [L_WRIST, *range(LEFT_HAND_SLICE.start, LEFT_HAND_SLICE.stop)], 1.1)):
+        lift = axis_angle(np.array([1.0, 0.0, 0.0]), -bend)  # about the sideways axis: forwards and up
+        points[chain] = points[elbow] + (points[chain] - points[elbow]) @ lift.T
+    return Retargeter(avatar.rig, 25.0, RetargetSettings(smoothing=False)).solve(points, confidence)
 
 
 def _palm_centres(avatar, world) -> dict[str, np.ndarray]:

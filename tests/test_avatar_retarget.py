@@ -8,8 +8,8 @@ import pytest
 
 from engines.formats.posefile import read_pose
 from engines.skeleton import NECK, NOSE, NUM_JOINTS
-from server.avatar.build import ASSET
-from server.avatar.fidelity import measure
+from tools.avatar_build import ASSET
+from tools.fidelity import measure
 from server.avatar.gltf import load_avatar
 from server.avatar.humanoid import FINGERS, SIDES, arm_bones, finger_bones
 from server.avatar.retarget import ARM_POINTS, FINGER_POINTS, RetargetSettings, Retargeter, retarget_sequence
@@ -48,7 +48,7 @@ def known_pose(rt: Retargeter, rng: np.random.Generator) -> np.ndarray:
     """Local rotations the retargeter's model can express: free upper arms, elbows as hinges with
     forearm twist, wrists bending without twist, fingers swinging within their limits."""
     rig, b = rt.rig, rt._b
-    local = rt.rest.copy()
+    local = rig.rest_rotation.copy()  # shoulders as bound: the rest pose's shrug carries a twist no point shows
     for side in SIDES:
         ku, kl, kh = (rt._k[n] for n in arm_bones(side))
         ju, jl, jh = b.joint[[ku, kl, kh]]

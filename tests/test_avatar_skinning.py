@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from server.avatar.build import ASSET
+from tools.avatar_build import ASSET
 from server.avatar.gltf import load_avatar
 from server.avatar.retarget import Retargeter
 from server.avatar.rotations import axis_angle

@@ -153,7 +153,7 @@ def test_the_scheduler_takes_a_plan_with_words_switched_to_text(scheduler):
     frames = []
     while scheduler.live:
         got, _ = scheduler.tick()
-        frames += [f for f in got if f.unit_id == "backlog-test"]
+        frames += [f for f in got if f.key == "backlog-test"]
     assert {f.segment for f in frames} == {0, 2}  # HEUTE and REGEN, not X-A-V-E-R
     assert [x.kind for x in segments] == ["sign", "text", "sign"] and segments[1].frames == 0
     with pytest.raises(ValueError):

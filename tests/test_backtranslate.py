@@ -11,13 +11,15 @@ import torch
 
 from engines.errors import PoseFormatError
 from engines.formats.prompt2sign import read_split, write_split
+from engines.langgloss import split_gloss
 from server.config import ConfigError
+from training.backtranslate.data import batch_at, batch_tensors, examples_from
 from training.backtranslate.decoder import DecoderConfig, SignTranslator
 from training.backtranslate.encoder import EncoderConfig, SignEncoder, local_attention_mask, pose_features
 from training.backtranslate.evaluate import read_poses, score_poses, text_scores, without_collapsed_hands
-from training.backtranslate.lm import build_tokenizer, language_marker
+from training.backtranslate.lm import build_tokenizer
 from training.backtranslate.pseudogloss import GlossVocab, PseudoGlossHead, pseudo_glosses
-from training.backtranslate.train import batch_at, batch_tensors, examples_from, load_config
+from training.backtranslate.train import load_config
 
 torch.set_num_threads(1)
 
@@ -230,7 +232,7 @@ def test_text_scores():
 def test_malformed_records_and_configs(small_corpus, tmp_path):
     records = read_split(small_corpus / "ase", "test")[:2]
     with pytest.raises(ValueError, match="language marker"):
-        language_marker("FS:H-O")
+        split_gloss("FS:H-O")
     records[0].gloss = "FS:H-O"
     with pytest.raises(ValueError, match="language marker"):
         examples_from(records)
@@ -320,7 +322,7 @@ def test_training_resumes_exactly_after_an_abrupt_end(tiny_judge, tmp_path):
 
 
 def test_judge_round_trip_and_score_poses(tiny_judge, small_corpus, tmp_path):
-    from training.backtranslate.train import load_judge
+    from training.backtranslate.judge import load_judge
 
     judge = load_judge(tiny_judge)
     meta = json.loads((tiny_judge / "judge.json").read_text())
@@ -397,7 +399,7 @@ def test_signstream_eval_reports_backtranslation_beside_the_reference(tiny_judge
 
 
 def test_log_likelihood_is_the_negative_teacher_forced_cross_entropy(tiny_judge, small_corpus):
-    from training.backtranslate.train import load_judge
+    from training.backtranslate.judge import load_judge
 
     judge = load_judge(tiny_judge)
     examples = examples_from(read_split(small_corpus / "gsg", "dev")[:3])

@@ -23,9 +23,11 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--allow-loopbac
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed (apt package chromium)")
 
 
-def serve(port: int = 0) -> tuple[subprocess.Popen, str]:
-    """A real `signstream serve` on 127.0.0.1:port; returns the process and its URL once it listens."""
-    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+def serve(port: int = 0, config: Path | None = None) -> tuple[subprocess.Popen, str]:
+    """A real `signstream serve` on 127.0.0.1:port (with `config`, else the repository's config.toml);
+    returns the process and its URL once it listens."""
+    extra = ["--config", str(config)] if config else []
+    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *extra],
                             cwd=Path(__file__).resolve().parent.parent, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     assert proc.stderr is not None

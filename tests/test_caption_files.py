@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from server.caption_files import CaptionFileError, Cue, SkippedCue, parse_captions, read_captions
+from engines.formats.captions import CaptionFileError, Cue, SkippedCue, parse_captions, read_captions
 
 SUBTITLES = Path(__file__).parent / "data" / "subtitles"
 

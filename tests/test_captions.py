@@ -2,7 +2,7 @@
 
 import pytest
 
-from server.caption_files import CaptionFileError, Cue, parse_captions
+from engines.formats.captions import CaptionFileError, Cue, parse_captions
 from server.captions import EVERY_WORD, Cancel, Commit, Segmenter
 from server.config import SegmenterSection
 

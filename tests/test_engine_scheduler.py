@@ -38,7 +38,7 @@ def test_unit_is_fingerspelled_frame_by_frame_from_recordings(backend):
     frames, ended = _drain(sched)
     expected = [len(backend.sequence(w, "ase")) for w in ("Hi", "Bob")]
     assert [s.frames for s in segments] == expected and len(frames) == sum(expected)
-    assert frames[-1].unit_done and not any(f.unit_done for f in frames[:-1])
+    assert frames[-1].last and not any(f.last for f in frames[:-1])
     assert frames[expected[0] - 1].counter == 1.0 and frames[expected[0]].segment == 1
     assert np.array_equal(frames[0].points, backend.sequence("Hi", "ase").frames[0])
     assert outcome(segments) == "fingerspelled" and not ended
@@ -60,10 +60,10 @@ def test_units_join_and_leave_mid_flight_and_cancel(backend):
         sched.tick()
     sched.submit("b", "hallo", "gsg")
     frames, _ = sched.tick()
-    assert {f.unit_id for f in frames} == {"a", "b"}
+    assert {f.key for f in frames} == {"a", "b"}
     assert sched.cancel("a") and not sched.cancel("a")
     frames, _ = sched.tick()
-    assert {f.unit_id for f in frames} == {"b"}
+    assert {f.key for f in frames} == {"b"}
     got_b, _ = _drain(sched)
     assert len(got_b) + 2 == len(backend.sequence("hallo", "gsg")) and backend.live == 0
     with pytest.raises(ValueError, match="unknown sign language 'xx'"):

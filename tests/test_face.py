@@ -113,7 +113,7 @@ def _play(text: str, language: str = "ase", frames_per_word: int = 12) -> list[P
         for k in range(frames_per_word):
             p = points + np.float32(0.01 * k)
             pushed.append(p)
-            tl.push(1, s, "sign", p, conf)
+            tl.push(PoseFrame(1, s, 0, 0.0, "sign", p, conf))
     out = []
     while tl.queued:
         out.append(tl.next()[0])
@@ -161,7 +161,7 @@ def test_the_track_travels_in_json_and_binary_and_old_frames_still_decode():
 
 @pytest.fixture(scope="module")
 def stage():
-    from server.avatar.build import ASSET
+    from tools.avatar_build import ASSET
     from server.avatar.face import FaceRig
     from server.avatar.gltf import load_avatar
     from server.avatar.render import AvatarRenderer
@@ -224,6 +224,31 @@ def test_a_negation_turns_the_head_in_rendered_pixels(stage):
     assert iris_x(a) > iris_x(b) + 3.0
 
 
+def test_a_blink_closes_the_eyelids_in_rendered_pixels(stage):
+    """The bundled avatar's upper lids: hidden while the eyes are open (the open face is the face
+    without lids), over the eyes in a blink, over their upper half in a squint; nothing else moves."""
+    from server.avatar.retarget import Retargeter
+
+    local = Retargeter(stage.avatar.rig).rest
+
+    def draw(**values: float) -> np.ndarray:
+        face = np.zeros(len(CHANNELS), np.float32)
+        for k, x in values.items():
+            face[INDEX[k]] = x
+        return stage.renderer.render(stage.face.world(local, face)).astype(np.int16)
+    open_, blink, squint = draw(), draw(blink=1.0), draw(squint=1.0)
+    assert np.array_equal(open_, stage.renderer.render(stage.face.world(local, None)))  # no lid shows when open
+    eyes = [_region(stage, [lid], 16) for lid in ("eyelidLeft", "eyelidRight")]
+    eyes = [(slice(r.start + 6, r.stop - 6), c) for r, c in eyes]  # 20 rows: below the brows
+    changed = np.abs(blink - open_).max(axis=-1) > 40
+    inside = sum(int(changed[e].sum()) for e in eyes)
+    assert inside > 100, inside  # the lids came down
+    assert changed.sum() == inside  # and nothing outside the eyes changed
+    for e in eyes:
+        iris = lambda img: int((img[e].sum(axis=-1) < 120).sum())  # noqa: E731  dark iris pixels
+        assert iris(open_) > 20 and iris(blink) == 0 and 0 < iris(squint) < iris(open_), (iris(open_), iris(blink), iris(squint))
+
+
 def test_mouthing_follows_the_engines_counter_not_a_guess():
     """Pushed with the engine's progress counter, a 17-frame sign mouths its last grapheme at its
     end (the timeline does not know a sign's length in advance)."""
@@ -231,7 +256,7 @@ def test_mouthing_follows_the_engines_counter_not_a_guess():
     tl.cue_unit(1, "Bub", "sgg", [SimpleNamespace(word="Bub", path="notation", frames=0)])
     points, conf = rest_pose()
     for k in range(17):
-        tl.push(1, 0, "sign", points, conf, (k + 1) / 17)
+        tl.push(PoseFrame(1, 0, 0, 0.0, "sign", points, conf, counter=(k + 1) / 17))
     faces = []
     while tl.queued:
         f = tl.next()[0]
@@ -272,19 +297,19 @@ def test_a_live_session_sends_the_track_with_its_frames():
 
 
 def test_avatar_check_says_which_channels_an_avatar_shows(tmp_path):
-    """The bundled avatar shows brows, mouth and head but has no eyelids; a file's VRM expressions
-    are listed (reported, not driven)."""
+    """The bundled avatar shows every channel (brows, eyelids, mouth, head, life); a file's VRM
+    expressions are listed."""
     import pygltflib
     from typer.testing import CliRunner
 
-    from server.avatar.build import ASSET
+    from tools.avatar_build import ASSET
     from server.cli import app
 
     out = CliRunner().invoke(app, ["avatar", "check", str(ASSET), "--json"])
     assert out.exit_code == 0, out.output
     report = json.loads(out.output)
     shown = report["non_manual"]
-    assert shown["brow_raise"] and shown["head_shake"] and shown["mouth_open"] and not shown["blink"]
+    assert all(shown[c] for c in CHANNELS), shown
     assert report["vrm_expressions"] == []
     gltf = pygltflib.GLTF2.load(str(ASSET))
     gltf.extensions = {"VRMC_vrm": {"expressions": {"preset": {"blink": {}, "aa": {}}, "custom": {"smirk": {}}}}}
@@ -292,5 +317,6 @@ def test_avatar_check_says_which_channels_an_avatar_shows(tmp_path):
     gltf.save(str(vrm))
     out = CliRunner().invoke(app, ["avatar", "check", str(vrm)])
     assert out.exit_code == 0, out.output
-    assert "cannot show (no bone for them): blink, squint" in out.output
-    assert "VRM expressions in the file (morph targets, not driven yet): blink, aa, smirk" in out.output
+    assert f"non-manual channels shown by bones: {', '.join(CHANNELS)}" in out.output
+    assert "cannot show" not in out.output
+    assert "VRM expressions in the file: blink, aa, smirk" in out.output  # bones show them already

@@ -236,7 +236,7 @@ def test_offers_nobody_connects_to_render_nothing_and_are_released():
                     assert r.status == 200
                 pcs.append(pc)
             assert hub.clients == 3
-            stages = [c.stage for c in hub.channels.all() if c.stage is not None]
+            stages = [c.video for c in hub.channels.all() if c.video is not None]
             assert len(stages) == 3
             await _eventually(lambda: hub.clients == 0 and not hub.channels.all())
             assert all(s.stats.drawn == 0 and s.stats.sent == 0 for s in stages)  # nothing drawn nor encoded
@@ -245,7 +245,7 @@ def test_offers_nobody_connects_to_render_nothing_and_are_released():
             live, status, _ = await Viewer.offer(http, url)  # a viewer that connects is drawn for
             assert status == 200 and (await live.until("ready"))["type"] == "ready"
             await asyncio.wait_for(live.video, 20)
-            stage = next(c.stage for c in hub.channels.all() if c.stage is not None)
+            stage = next(c.video for c in hub.channels.all() if c.video is not None)
             await _eventually(lambda: stage.stats.sent > 0)
             await live.close()
     run(main())
@@ -339,7 +339,7 @@ def _drain(sched: Scheduler) -> tuple[set[str], list[tuple[str, str]]]:
         if not sched.live:
             break
         frames, ended = sched.tick()
-        done |= {f.unit_id for f in frames if f.unit_done} | set(ended)
+        done |= {f.key for f in frames if f.last} | set(ended)
         failed += sched.take_failed()
     return done, failed
 

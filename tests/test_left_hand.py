@@ -17,7 +17,7 @@ import pytest
 
 from engines.loader import open_scheduler
 from engines.skeleton import LEFT_HAND_SLICE, L_WRIST, NECK
-from server.avatar.build import ASSET
+from tools.avatar_build import ASSET
 from server.avatar.gltf import load_avatar
 from server.avatar.humanoid import FINGERS, SIDES, finger_bones
 from server.avatar.render import AvatarRenderer
@@ -55,7 +55,8 @@ def _model_frames(scheduler, word: str) -> list[tuple[np.ndarray, np.ndarray]]:
     while scheduler.live:
         frames, _ = scheduler.tick()
         for f in frames:
-            timeline.push(1, f.segment, "fingerspelling", f.points, f.confidence)
+            f.unit, f.kind = 1, "fingerspelling"
+            timeline.push(f)
     out = []
     for _ in range(timeline.queued + 30):
         frame, _ = timeline.next()

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from engines.langgloss import format_gloss, prompt_text, prompt_to_glosses
-from engines.model import STEP_VALUES, ModelConfig, SignLLM, load_model, save_model
+from engines.model import ModelConfig, SignLLM, load_model, save_model
+from engines.skeleton import STEP_VALUES
 from engines.tokenizer import Tokenizer
 
 LANGS = ["ase", "gsg", "gss"]

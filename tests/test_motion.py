@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from engines.frame import PoseFrame
 from engines.skeleton import L_SHOULDER, L_WRIST, NECK, R_SHOULDER, R_WRIST, bone_lengths
 from server.motion import Timeline, rest_pose
 from server.protocol import Message
@@ -26,7 +27,7 @@ def test_a_unit_is_eased_into_played_then_held_and_eased_back_to_rest():
     t = Timeline(25.0, transition_s=0.2, rest_transition_s=0.4, hold_s=0.12)
     assert t.next()[0].kind == "rest"
     for i in range(3):
-        t.push(1, 0, "fingerspelling", *_frame(0.5 + i * 0.01))
+        t.push(PoseFrame(1, 0, 0, 0.0, "fingerspelling", *_frame(0.5 + i * 0.01)))
     status = Message("unit_status", {"unit": 1})
     assert t.event(status) == []  # rides on the last frame
     kinds, events = [], []
@@ -45,7 +46,7 @@ def test_a_unit_is_eased_into_played_then_held_and_eased_back_to_rest():
 def test_speed_consumes_the_buffer_faster_and_drop_keeps_other_units_events():
     t = Timeline(25.0, transition_s=0.0, rest_transition_s=0.0, hold_s=0.0)
     for i in range(20):
-        t.push(1, 0, "sign", *_frame(i * 0.01))
+        t.push(PoseFrame(1, 0, 0, 0.0, "sign", *_frame(i * 0.01)))
     t.speed = 2.0
     n = 0
     while t.queued:
@@ -53,8 +54,8 @@ def test_speed_consumes_the_buffer_faster_and_drop_keeps_other_units_events():
         n += 1
     assert n == 10
     for i in range(4):
-        t.push(2, 0, "sign", *_frame(0.0))
+        t.push(PoseFrame(2, 0, 0, 0.0, "sign", *_frame(0.0)))
     t.event(Message("after-2"))
-    t.push(3, 0, "sign", *_frame(0.0))
+    t.push(PoseFrame(3, 0, 0, 0.0, "sign", *_frame(0.0)))
     assert t.drop(3) == []
     assert t.drop(2) == [Message("after-2")]  # nothing left to ride on

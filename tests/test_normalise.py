@@ -11,7 +11,7 @@ import pytest
 from engines.engine import Scheduler
 from engines.lexicon_backend import LexiconBackend
 from engines.textnorm import tokenize, words
-from server.caption_files import read_captions
+from engines.formats.captions import read_captions
 from server.captions import Commit, Segmenter
 from server.config import SegmenterSection
 

@@ -1,5 +1,6 @@
 """`signstream render --captions`: a real caption file through the real engine (engines/default),
-live session and renderer into real .webm / .mov files with alpha, decoded back with PyAV."""
+live session and renderer (the non-manual track included) into real .webm / .mov files with
+alpha, decoded back with PyAV."""
 
 from __future__ import annotations
 
@@ -82,12 +83,15 @@ def test_webm_overlay_is_transparent_timed_and_moves_only_when_signing(rendered)
 
     first, second = report["cues"][0]["units"][0], report["cues"][1]["units"][0]
     assert first["first_frame"] == report["cues"][0]["first_frame"] == 10  # 0.4 s: the cue's start, not later
-    # During the cue the avatar moves away from rest; long after it and before cue 2, it is at rest.
-    assert max(_moved(alpha, 0, i) for i in range(first["first_frame"], first["last_frame"] + 1)) > 0.03
+    # During the cue the avatar moves away from rest; long after it and before cue 2, it is at rest,
+    # where it breathes and sways as the live video's avatar does (the non-manual track on the rig,
+    # server/avatar/face.py): it moves, but a little (without the track it stood still: < 0.002).
+    signing = max(_moved(alpha, 0, i) for i in range(first["first_frame"], first["last_frame"] + 1))
     gap = range(first["last_frame"] + FPS, report["cues"][1]["first_frame"])
-    assert len(gap) > FPS and max(_moved(alpha, 0, i) for i in gap) < 0.002
+    at_rest = max(_moved(alpha, 0, i) for i in gap)
+    assert len(gap) > FPS and 0.002 < at_rest < 0.03 < signing and signing > 2 * at_rest, (signing, at_rest)
     assert second["first_frame"] == report["cues"][1]["first_frame"] == 150
-    assert _moved(alpha, 0, report["frames"] - 1) < 0.002  # it ends at rest
+    assert _moved(alpha, 0, report["frames"] - 1) < 0.03  # it ends at rest
     umask = os.umask(0)
     os.umask(umask)  # written under a temporary name, the video still gets ordinary permissions
     assert stat.S_IMODE((rendered / "overlay.webm").stat().st_mode) == 0o666 & ~umask
@@ -158,7 +162,7 @@ def test_a_failed_encode_leaves_no_file(tmp_path):
 def test_a_backlog_speeds_up_then_shows_text_as_live_does():
     """Cues faster than fingerspelling can follow: the live backlog policy, not unbounded drift."""
     from engines.loader import open_scheduler
-    from server.caption_files import Cue
+    from engines.formats.captions import Cue
     from server.config import load_config
     from server.overlay import CuePlayer
 
@@ -181,7 +185,7 @@ def test_a_backlog_speeds_up_then_shows_text_as_live_does():
 
 def test_cues_out_of_file_order_play_at_their_times():
     from engines.loader import open_scheduler
-    from server.caption_files import parse_captions
+    from engines.formats.captions import parse_captions
     from server.config import load_config
     from server.overlay import CuePlayer
 

@@ -30,7 +30,7 @@ def _run(sched: Scheduler, joins: dict[int, list[tuple[str, str, str]]], cancels
             break
         got, _ = sched.tick()
         for f in got:
-            frames.setdefault(f.unit_id, []).append(f.points)
+            frames.setdefault(f.key, []).append(f.points)
     return {k: np.stack(v) for k, v in frames.items()}
 
 

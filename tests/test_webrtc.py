@@ -91,19 +91,19 @@ def test_loopback_sdp_keeps_only_127_0_0_1():
     assert loopback_sdp(sdp) == "v=0\r\na=candidate:2 1 udp 2130706431 127.0.0.1 5001 typ host\r\n"
 
 
-def test_the_picture_over_the_studio_background_is_the_render_itself_and_other_backgrounds_blend():
+def test_the_picture_over_the_renderer_background_is_the_render_itself_and_other_backgrounds_blend():
     from server.config import load_config
-    from server.video_track import Studio
+    from server.transports.video import VideoRenderer
 
-    studio = Studio(load_config())
+    shared = VideoRenderer(load_config())
     try:
-        rgba = studio.rest
+        rgba = shared.rest
         alpha = rgba[..., 3:4].astype(np.float64) / 255
-        for background in (studio.background, (0, 255, 0)):
+        for background in (shared.background, (0, 255, 0)):
             expected = rgba[..., :3] * alpha + np.array(background) * (1 - alpha)
-            got = studio.compose(rgba, background)
+            got = shared.compose(rgba, background)
             assert got.dtype == np.uint8 and got.shape == (*rgba.shape[:2], 3)
             assert np.abs(got.astype(np.float64) - expected).max() <= 1.0
-        assert tuple(studio.compose(rgba, (0, 255, 0))[0, 0]) == (0, 255, 0)  # the corner is background
+        assert tuple(shared.compose(rgba, (0, 255, 0))[0, 0]) == (0, 255, 0)  # the corner is background
     finally:
-        studio.close()
+        shared.close()

@@ -18,7 +18,7 @@ import sys
 import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -27,12 +27,30 @@ from engines.formats.prompt2sign import Record, write_split
 from engines.langgloss import format_gloss
 from engines.lexicon import Alphabet, CannotSpell, bundled_lexicon_dir, fingerspell, load_alphabets, repaired_recording
 from engines.recording_repair import Repairs
+from engines.typed_config import DEFAULT_CONFIG, load_toml
 
 SPLITS = ("train", "dev", "test")
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 MIN_LETTERS, MAX_LETTERS = 2, 14
 # wordfreq codes where the lexicon's code differs.
 WORDFREQ_LANG = {"hr": "sh"}
+
+
+@dataclass
+class CorpusConfig:
+    """The `[corpus]` table of config.toml: what `signstream data build` builds unless told otherwise."""
+
+    out: str = "data/corpus"  # relative to the repository root unless absolute
+    languages: list[str] = field(default_factory=list)
+    words_per_lang: int = 1000
+    seed: int = 0
+    fps: float = 25.0
+
+
+def load_corpus_config(path: str | Path | None = None) -> CorpusConfig:
+    """The `[corpus]` table of a config file (the repository's config.toml by default), checked by
+    the one typed loader; the server's tables of the file are left to the server."""
+    return load_toml(CorpusConfig, path if path is not None else DEFAULT_CONFIG, table="corpus")
 
 
 def recording_group(alphabet: Alphabet) -> str:
@@ -176,13 +194,13 @@ def build_corpus(out: str | Path, languages: list[str] | None = None, words_per_
         "skeleton": "signllm-50",
         "space": "canonical (origin neck, unit shoulder width, x viewer's right, y up, z towards viewer)",
         "skels_scale": 1.0,
-        "mediapipe_depth": asdict(LEXICON_DEPTH),  # z → pixels: (z − offset) × scale; README, pose contract
+        "mediapipe_depth": asdict(LEXICON_DEPTH),  # z → pixels: (z − offset) × scale; docs/data.md, pose contract
         "fps": fps,
         "seed": seed,
         "words_per_lang": words_per_lang,
         "splits": dict(zip(SPLITS, SPLIT_FRACTIONS)),
         "split_rule": "sha256(seed, recording group, word); languages sharing recordings share splits",
-        "gloss_format": "<lang> FS:L-E-T-T-E-R-S",
+        "gloss_format": format_gloss("lang", list("letters")),  # <lang> FS:L-E-T-T-E-R-S
         "languages": {lang: vars(results[lang]) for lang in languages},
         "totals": {s: sum(r.counts[s] for r in results.values()) for s in SPLITS},
         "build_seconds": round(time.perf_counter() - started, 1),

@@ -23,8 +23,8 @@ MIN_BONE = 0.05  # shoulder widths: shorter bones (body wrist → hand wrist) ha
 
 # The recordings' body depth is MediaPipe's, in its own units (DATA.md). The reference takes the one
 # lexicon depth (posefile.LEXICON_DEPTH, chosen by arm symmetry and MediaPipe's world landmarks:
-# README, pose contract); `depth` lets a caller measure against another.
-REFERENCE_DEPTH = LEXICON_DEPTH  # one depth definition (README, pose contract)
+# docs/data.md, pose contract); `depth` lets a caller measure against another.
+REFERENCE_DEPTH = LEXICON_DEPTH  # one depth definition (docs/data.md, pose contract)
 # Points MediaPipe itself was unsure of are no ground truth (a body wrist at confidence 0.02 can lie
 # a shoulder width from its hand's wrist): the reference treats them as missing.
 REFERENCE_MIN_CONFIDENCE = 0.5

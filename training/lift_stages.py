@@ -6,7 +6,7 @@ the sign of dz is the depth ambiguity. Stage 4 resolves it with one prior: every
 its parent towards the camera (the nose is in front of the neck; signing happens in front of the
 body, so elbows bend forward, forearms reach forward and hands face their work). Stage 5 keeps the
 sign by continuity: flipping a bone mid-clip would cost a jump in the smoothness term. Measured on
-the lexicon (README, "Lifting your own videos"), this beat a palm-chirality prior for the fingers and a random choice.
+the lexicon (docs/data.md, "Lifting your own videos"), this beat a palm-chirality prior for the fingers and a random choice.
 
 1. `normalize`: subtract the mean x and y, divide by one pooled standard deviation (guarded).
 2. `prune`: frames whose mean confidence over the 8 body joints is below 0.3 are dropped.

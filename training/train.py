@@ -25,9 +25,10 @@ import numpy as np
 import torch
 
 from engines.formats.prompt2sign import read_split
-from engines.model import STEP_VALUES, ModelConfig, SignLLM, count_parameters, load_model, save_model
+from engines.langgloss import split_gloss
+from engines.model import ModelConfig, SignLLM, count_parameters, load_model, save_model
 from engines.sequence import PoseSequence
-from engines.skeleton import FRAME_VALUES, NUM_JOINTS
+from engines.skeleton import FRAME_VALUES, NUM_JOINTS, STEP_VALUES
 from engines.tokenizer import Tokenizer
 from engines.typed_config import ConfigError, load_toml
 from training.dtw import dtw_mje
@@ -281,7 +282,7 @@ class ReaderReward:
     as the example's word y (its letters and end of text). The judge is frozen."""
 
     def __init__(self, folder: str | Path) -> None:
-        from training.backtranslate.train import load_judge
+        from training.backtranslate.judge import load_judge
 
         self.judge = load_judge(folder)
         for p in self.judge.parameters():
@@ -290,7 +291,6 @@ class ReaderReward:
     @torch.no_grad()
     def __call__(self, examples: list[Example], rollouts: list[np.ndarray]) -> np.ndarray:
         from training.backtranslate.evaluate import without_collapsed_hands
-        from training.backtranslate.lm import language_marker
 
         seqs = [without_collapsed_hands(PoseSequence(r[:, :FRAME_VALUES].reshape(-1, NUM_JOINTS, 3),
                                                      np.ones((len(r), NUM_JOINTS), np.float32), 25.0))
@@ -302,7 +302,7 @@ class ReaderReward:
             frames[i, : len(q)] = torch.from_numpy(q.frames)
             conf[i, : len(q)] = torch.from_numpy(q.confidence)
         lengths = torch.tensor([len(q) for q in seqs])
-        ll = self.judge.log_likelihood(frames, conf, lengths, [language_marker(e.gloss) for e in examples],
+        ll = self.judge.log_likelihood(frames, conf, lengths, [split_gloss(e.gloss)[0] for e in examples],
                                        [e.text for e in examples])
         return ll.numpy().astype(np.float64)
 

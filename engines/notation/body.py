@@ -2,7 +2,7 @@
 sites of HamNoSys, and two-bone arm IK.
 
 The body is the same standard figure the server's rest pose uses (the median frame of the ASL
-"B" letter recording: see server/motion.py rest_pose), read from the engine's packed letters, so
+"B" letter recording: see engines/rest.py), read from the engine's packed letters, so
 a synthesized sign and the rest pose share shoulders and head. Sites are points on the body's
 front surface in canonical units (origin neck, unit shoulder width, x to the signer's left, y up,
 z forward), placed from the nose and shoulders by a simple head model; docs/notation.md lists them.
@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 
 from engines.lexicon import load_alphabets
+from engines.rest import REST_SOURCE
 from engines.skeleton import L_ELBOW, L_SHOULDER, L_WRIST, NOSE, NUM_BODY, R_ELBOW, R_SHOULDER, R_WRIST
 
-BODY_SOURCE = ("ase", "b")  # server/motion.py REST_SOURCE: the same standard figure
+BODY_SOURCE = REST_SOURCE  # the same standard figure as the rest pose
 
 # name → (centre point, lateral offset of the site on the hand's side). Measured on the bundled
 # avatar (server/avatar/assets/signer.glb, shoulder width 0.36 m, shoulder line y = 1.40 m): face

@@ -12,6 +12,8 @@ from collections import Counter
 
 import typer
 
+from engines.errors import fail
+
 lexicon_app = typer.Typer(add_completion=False, no_args_is_help=True, help="Notation lexicons (HamNoSys, SiGML).")
 
 
@@ -25,8 +27,7 @@ def check(file: str = typer.Argument(..., help="a .sigml/.xml, .csv (gloss, hamn
     try:
         lex = load_lexicon(file, language)
     except NotationLexiconError as exc:
-        typer.echo(f"error [{exc.code}]: {exc.message}", err=True)
-        raise typer.Exit(2)
+        fail(exc)
     symbols: Counter[str] = Counter()
     renderable = 0
     for e in lex.entries:

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from engines.errors import SignStreamError
 from engines.notation.description import SignDescription
-from engines.notation.reader import read_hamnosys, read_sigml
+from engines.notation.reader import read_hamnosys, read_sigml_sign, sigml_signs
 from engines.notation.symbols import NotationError
 
 LEXICON_DIR = "notation"  # inside an engine folder: <language>.json, and <language>.forms (lemmas)
@@ -151,17 +151,14 @@ def load_lexicon(path: str | Path, language: str) -> NotationLexicon:
 
 
 def _load_sigml(lex: NotationLexicon, path: Path, text: str) -> None:
-    import xml.etree.ElementTree as ET
-
     try:
-        root = ET.fromstring(text)
-    except ET.ParseError as exc:
-        raise NotationLexiconError(f"{path}: not well-formed SiGML: {exc}") from None
-    signs = [el for el in root.iter() if el.tag in ("hamgestural_sign", "hns_sign")]
+        signs = sigml_signs(text)
+    except NotationError as exc:
+        raise NotationLexiconError(f"{path}: {exc.message}") from None
     for i, sign in enumerate(signs):
         gloss = sign.get("gloss") or ""
         try:
-            (_, desc), = read_sigml(ET.tostring(sign, encoding="unicode"))
+            _, desc = read_sigml_sign(sign, i)
         except NotationError as exc:
             lex.errors.append(EntryError(f"{path}: sign {i + 1}", gloss or "(no gloss)", exc.code, exc.message))
             continue

@@ -58,37 +58,36 @@ def read_sigml(xml: str) -> list[tuple[str, SignDescription]]:
 
     Only the manual part (`hamnosys_manual`, one element per symbol, named as the symbol) is read.
     """
+    return [read_sigml_sign(sign, i) for i, sign in enumerate(sigml_signs(xml))]
+
+
+def sigml_signs(xml: str) -> list[ET.Element]:
+    """The sign elements of a SiGML document, in order."""
     try:
         root = ET.fromstring(xml)
     except ET.ParseError as exc:
         raise NotationError(f"not well-formed SiGML: {exc}") from None
-    out = []
-    signs = [el for el in root.iter() if el.tag in ("hamgestural_sign", "hns_sign")]
-    for i, sign in enumerate(signs):
-        gloss = sign.get("gloss") or f"sign {i + 1}"
-        manual = sign.find("hamnosys_manual")
-        if manual is None and sign.find("sign_manual") is not None:
-            raise NotationError(f"SiGML sign {gloss!r} is gestural SiGML (sign_manual): only HamNoSys SiGML "
-                                "(hamnosys_manual, one element per symbol) is read", "sign_manual", i)
-        if manual is None:
-            raise NotationError(f"SiGML sign {gloss!r} has no hamnosys_manual element", gloss, i)
-        names = [child.tag.lower() for child in manual]
-        out.append((gloss, read_names(names, S.to_hamnosys(names))))
-    return out
+    return [el for el in root.iter() if el.tag in ("hamgestural_sign", "hns_sign")]
+
+
+def read_sigml_sign(sign: ET.Element, i: int) -> tuple[str, SignDescription]:
+    """(gloss, description) of the i-th sign element of a document (`sign {i + 1}` when it has no gloss)."""
+    gloss = sign.get("gloss") or f"sign {i + 1}"
+    manual = sign.find("hamnosys_manual")
+    if manual is None and sign.find("sign_manual") is not None:
+        raise NotationError(f"SiGML sign {gloss!r} is gestural SiGML (sign_manual): only HamNoSys SiGML "
+                            "(hamnosys_manual, one element per symbol) is read", "sign_manual", i)
+    if manual is None:
+        raise NotationError(f"SiGML sign {gloss!r} has no hamnosys_manual element", gloss, i)
+    names = [child.tag.lower() for child in manual]
+    return gloss, read_names(names, S.to_hamnosys(names))
 
 
 def read_names(names: list[str], hamnosys: str = "") -> SignDescription:
     """The description of a list of symbol names."""
-    tree = _tree(names)
-    parts_nodes: list[list[Node]] = [[]]
-    for node in tree:
-        if node == "hamplus":
-            parts_nodes.append([])
-        else:
-            parts_nodes[-1].append(node)
     unsupported: list[Unsupported] = []
     parts = []
-    for nodes in parts_nodes:
+    for nodes in _split_plus(_tree(names)):
         if not nodes:
             raise NotationError("an empty compound part (hamplus at the start or end)", "hamplus")
         part, bad = _Part(nodes).read()

@@ -10,23 +10,28 @@ Two steps around forward kinematics, so the retargeter (arms, hands) stays untou
   each of the brows, jaw (mouth) and eyelids gets a deformation E in bind space, world_b ←
   world_b · bind_b⁻¹ · E · bind_b: brows move up (raise) or down and slant inner-down (furrow);
   the mouth (the jaw's geometry, scaled about its own centre) opens (taller, a little lower),
-  spreads (wider) or rounds (narrower, taller); eyelids (bones named like `*eyelid*`/`*lid*`) close
-  for blink and squint.
+  spreads (wider) or rounds (narrower, taller); upper eyelids (bones named like `*eyelid*`/`*lid*`)
+  turn down about their joint (the eye's centre), across the eye (x), by `EYELID_ANGLE` for a
+  blink and half of it for a squint (the bundled avatar's lids are built for that angle:
+  tools/avatar_build.py).
 
 Amounts are in head-relative units (the distance between the brows, else the head bone's length),
-so an avatar of any size moves alike. `channels(rig)` says which channels an avatar can show;
-the rotations stream sends `ready_fields` so the browser (client/avatar-view.js) does the same.
+so an avatar of any size moves alike. A channel with no bone for it is shown by the avatar's morph
+targets where it has them (VRM expressions, ARKit blend shapes: server/avatar/expressions.py):
+`weights(face)` are their weights, which the renderer adds before skinning, and `pose` gives both.
+`shown_by()` says which channels an avatar shows, and how; the rotations stream sends
+`ready_fields` so the browser (client/avatar-view.js) does the same.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from engines.nonmanual import CHANNELS, INDEX
+from server.avatar.expressions import Binds, channel_binds
 from server.avatar.rig import Rig
 from server.avatar.rotations import axis_angle, project_to_rotation
 
@@ -42,6 +47,7 @@ _NEEDS: dict[str, tuple[str, ...]] = {
     "breath": ("upperChest", "chest"), "sway": ("spine",),
 }
 HEAD_ANGLES = {"head_nod": 0.30, "head_shake": 0.45, "head_tilt": 0.20}  # radians at ±1
+EYELID_ANGLE = float(np.radians(160))  # a closed upper lid's turn about the eye's centre
 _ALIASES = {"browLeft": ("browleft", "leftbrow", "brow_l", "brow.l"),
             "browRight": ("browright", "rightbrow", "brow_r", "brow.r"),
             "eyelidLeft": ("eyelidleft", "lefteyelid", "lid_l", "lid.l", "eyelid_l"),
@@ -65,20 +71,28 @@ class FaceRig:
 
     rig: Rig
     bones: dict[str, int]
-    pivots: dict[str, np.ndarray] = field(default_factory=dict)  # bind-space centre of each leaf's geometry
+    pivots: dict[str, np.ndarray] = field(default_factory=dict)  # bind space: a brow's or the jaw's geometry centre, an eyelid's joint
     unit: float = 0.07  # head-relative unit (avatar units): the distance between the brows
+    morphs: dict[str, Binds] = field(default_factory=dict)  # channel → morph targets, where no bone shows it
+    morph_names: list[str] = field(default_factory=list)  # the mesh's morph targets: the order of `weights`
+    _morph_matrix: np.ndarray = field(init=False, repr=False)  # (channels, targets)
     _bind_rot: np.ndarray = field(init=False, repr=False)  # (J, 3, 3) cached: the per-frame work is small products only
     _bind_inv: np.ndarray = field(init=False, repr=False)  # (J, 4, 4)
 
     def __post_init__(self) -> None:
         self._bind_rot = project_to_rotation(self.rig.bind[:, :3, :3])
         self._bind_inv = np.linalg.inv(self.rig.bind)
+        self._morph_matrix = np.zeros((len(CHANNELS), len(self.morph_names)), np.float32)
+        for channel, binds in self.morphs.items():
+            for target, w in binds:
+                self._morph_matrix[INDEX[channel], self.morph_names.index(target)] += w
 
     @classmethod
     def of(cls, rig: Rig, positions: np.ndarray | None = None, joints: np.ndarray | None = None,
-           weights: np.ndarray | None = None) -> FaceRig:
-        """The face bones of `rig`; pass the mesh (positions, joints, weights) to find where each
-        leaf's geometry is (else its joint is the pivot)."""
+           weights: np.ndarray | None = None, morph_names: list[str] | None = None,
+           expressions: dict[str, Binds] | None = None) -> FaceRig:
+        """The face bones of `rig`; pass the mesh (positions, joints, weights) to find where the
+        geometry of each brow and the jaw is (else its joint is the pivot); an eyelid turns about its joint."""
         names = ("head", "neck", "jaw", "browLeft", "browRight", "eyelidLeft", "eyelidRight", "upperChest",
                  "chest", "spine")
         bones = {n: j for n in names if (j := _find(rig, n)) is not None}
@@ -88,7 +102,7 @@ class FaceRig:
                 continue
             j = bones[n]
             p = rig.bind[j, :3, 3]
-            if positions is not None and joints is not None and weights is not None:
+            if positions is not None and joints is not None and weights is not None and not n.startswith("eyelid"):
                 mine = joints[np.arange(len(joints)), np.argmax(weights, axis=1)] == j
                 if mine.any():
                     p = positions[mine].mean(axis=0)
@@ -98,23 +112,31 @@ class FaceRig:
             unit = float(np.linalg.norm(rig.bind[bones["browLeft"], :3, 3] - rig.bind[bones["browRight"], :3, 3])) or unit
         elif "head" in bones and "neck" in bones:
             unit = float(np.linalg.norm(rig.bind[bones["head"], :3, 3] - rig.bind[bones["neck"], :3, 3])) or unit
-        return cls(rig, bones, pivots, unit)
+        by_bones = {c for c in CHANNELS if any(b in bones for b in _NEEDS[c])}
+        names = list(morph_names or [])
+        return cls(rig, bones, pivots, unit, channel_binds(names, expressions or {}, by_bones), names)
 
     @classmethod
     def of_avatar(cls, avatar: Avatar) -> FaceRig:
         m = avatar.mesh
-        return cls.of(avatar.rig, m.positions, m.joints, m.weights)
+        return cls.of(avatar.rig, m.positions, m.joints, m.weights, list(m.morphs), avatar.expressions)
+
+    def shown_by(self) -> dict[str, str]:
+        """Per channel, how this avatar shows it: "bones", "expressions" (morph targets) or "" (not)."""
+        return {c: "bones" if any(b in self.bones for b in _NEEDS[c]) else "expressions" if c in self.morphs else ""
+                for c in CHANNELS}
 
     def channels(self) -> dict[str, bool]:
         """Which non-manual channels this avatar can show."""
-        return {c: any(b in self.bones for b in _NEEDS[c]) for c in CHANNELS}
+        return {c: bool(how) for c, how in self.shown_by().items()}
 
     def ready_fields(self) -> dict:
         """What a page needs to apply the track alike (rotations stream `ready.avatar.face`)."""
         return {"joints": {n: int(j) for n, j in self.bones.items()},
                 "pivots": {n: [round(float(x), 5) for x in p] for n, p in self.pivots.items()},
-                "unit": round(self.unit, 5), "head_angles": HEAD_ANGLES,
-                "channels": [c for c, ok in self.channels().items() if ok]}
+                "unit": round(self.unit, 5), "head_angles": HEAD_ANGLES, "eyelid_angle": round(EYELID_ANGLE, 5),
+                "channels": [c for c, ok in self.channels().items() if ok],
+                "morphs": {c: [[t, round(w, 5)] for t, w in binds] for c, binds in self.morphs.items()}}
 
     # --- before FK ---------------------------------------------------------------------------
 
@@ -167,7 +189,9 @@ class FaceRig:
         for name in ("eyelidLeft", "eyelidRight"):
             if name in self.pivots and close:
                 p = self.pivots[name]
-                out[name] = _translate(p) @ np.diag([1.0, max(0.05, 1 - close), 1.0, 1.0]) @ _translate(-p)
+                turn = np.eye(4)
+                turn[:3, :3] = axis_angle(np.array([1.0, 0.0, 0.0]), EYELID_ANGLE * close)
+                out[name] = _translate(p) @ turn @ _translate(-p)
         return out
 
     def shape(self, world: np.ndarray, face: np.ndarray | None) -> np.ndarray:
@@ -181,28 +205,26 @@ class FaceRig:
         return out
 
     def world(self, local: np.ndarray, face: np.ndarray | None) -> np.ndarray:
-        """FK with the whole track: what the renderer draws for local rotations and a face."""
+        """FK with the track's bones (head, torso, brows, mouth, eyelids) for local rotations and a face."""
         return self.shape(self.rig.fk(self.turn(local, face)), face)
+
+    def weights(self, face: np.ndarray | None) -> np.ndarray | None:
+        """The morph target weights (in `morph_names` order) for `face`; None when none move."""
+        if face is None or not self.morphs:
+            return None
+        w = np.clip(np.asarray(face, np.float32) @ self._morph_matrix, 0.0, 1.0)
+        return w if w.any() else None
+
+    def pose(self, local: np.ndarray, face: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """What the renderer draws for local rotations and a face: world transforms and morph
+        weights (`AvatarRenderer.submit(*face_rig.pose(local, face))`)."""
+        return self.world(local, face), self.weights(face)
 
 
 def _translate(v: np.ndarray) -> np.ndarray:
     m = np.eye(4)
     m[:3, 3] = v
     return m
-
-
-def vrm_expressions(path: str | Path) -> list[str]:
-    """The expressions (VRM 1.0 `VRMC_vrm.expressions`) or blend shape groups (VRM 0.x) a file
-    declares: `avatar check` lists them. They are morph targets, which the renderer does not draw
-    yet, so they are reported, not driven."""
-    from server.avatar.gltf import _open
-
-    ext = _open(Path(path)).extensions or {}
-    expressions = (ext.get("VRMC_vrm") or {}).get("expressions") or {}
-    names = [*(expressions.get("preset") or {}), *(expressions.get("custom") or {})]
-    groups = ((ext.get("VRM") or {}).get("blendShapeMaster") or {}).get("blendShapeGroups") or []
-    names += [str(g.get("presetName") or g.get("name")) for g in groups if isinstance(g, dict)]
-    return names
 
 
 def head_rotation(nod: float, shake: float, tilt: float) -> np.ndarray:

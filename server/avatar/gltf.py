@@ -42,6 +42,8 @@ class AvatarMesh:
     indices: np.ndarray  # (F, 3) uint32
     joints: np.ndarray  # (V, 4) joint indices into the rig
     weights: np.ndarray  # (V, 4) float32, rows sum to 1
+    # Morph targets by name (server/avatar/expressions.py): (V, 3) float32 position deltas, world.
+    morphs: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
@@ -52,6 +54,8 @@ class Avatar:
     notes: list[str] = field(default_factory=list)  # what the loader assumed or fixed, for `avatar check`
     # The rotation that took the file's axes to canonical ones (a page drawing the file turns it alike).
     turn: np.ndarray = field(default_factory=lambda: np.eye(3))
+    # VRM expressions the file declares, each with the morph targets it binds.
+    expressions: dict[str, list[tuple[str, float]]] = field(default_factory=dict)
 
     def report(self) -> dict:
         """What `signstream avatar check` prints."""
@@ -121,13 +125,14 @@ def load_avatar(path: str | Path, bone_map: dict[str, str] | None = None) -> Ava
     bind[:, :3, :] = turn @ bind[:, :3, :]
     mesh.positions = (mesh.positions @ turn.T).astype(np.float32)
     mesh.normals = (mesh.normals @ turn.T).astype(np.float32)
+    mesh.morphs = {name: (d @ turn.T).astype(np.float32) for name, d in mesh.morphs.items()}
     tips = {}
     for name, j in humanoid.items():
         kids = np.flatnonzero(parents == j)
         if name.endswith("Distal") and len(kids):
             tips[j] = bind[kids[0], :3, 3].copy()
     rig = Rig(names, parents, bind, humanoid, tips)
-    return Avatar(rig, mesh, str(path), notes, turn)
+    return Avatar(rig, mesh, str(path), notes, turn, _file_expressions(gltf))
 
 
 def _open(path: Path) -> pygltflib.GLTF2:
@@ -279,14 +284,16 @@ def _joint_parent(gltf: pygltflib.GLTF2, node: int, slot: dict[int, int]) -> int
     return -1 if p is None else slot[p]
 
 
-def _skinned_primitives(gltf: pygltflib.GLTF2, path: Path) -> tuple[int, list[pygltflib.Primitive]]:
-    """The primitives of every mesh node bound to the first used skin."""
+def _skinned_primitives(gltf: pygltflib.GLTF2, path: Path) -> tuple[int, list[tuple[pygltflib.Primitive, list[str]]]]:
+    """The primitives of every mesh node bound to the first used skin, each with its mesh's
+    morph target names."""
     by_skin: dict[int, list] = {}
     for node in gltf.nodes:
         if node.skin is not None and node.mesh is not None:
             if not 0 <= node.mesh < len(gltf.meshes) or not 0 <= node.skin < len(gltf.skins):
                 raise AvatarReadError(path, f"node {node.name!r} names a missing mesh or skin")
-            by_skin.setdefault(node.skin, []).extend(gltf.meshes[node.mesh].primitives)
+            mesh = gltf.meshes[node.mesh]
+            by_skin.setdefault(node.skin, []).extend((p, _target_names(mesh)) for p in mesh.primitives)
     if not by_skin:
         raise AvatarSkinError(path, "no skin: no mesh node is bound to a skin")
     skin = min(by_skin)
@@ -296,7 +303,8 @@ def _skinned_primitives(gltf: pygltflib.GLTF2, path: Path) -> tuple[int, list[py
 def _merge(gltf: pygltflib.GLTF2, blobs: _Buffers, path: Path, prims: list, n_joints: int) -> AvatarMesh:
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("positions", "normals", "colors", "indices", "joints", "weights")}
     base = 0
-    for p_i, prim in enumerate(prims):
+    morphs: dict[str, list[tuple[int, np.ndarray]]] = {}  # name → (first vertex, deltas) per primitive
+    for p_i, (prim, names) in enumerate(prims):
         if (prim.mode if prim.mode is not None else 4) != 4:
             continue  # only triangle lists carry a surface
         attrs = prim.attributes
@@ -343,10 +351,70 @@ def _merge(gltf: pygltflib.GLTF2, blobs: _Buffers, path: Path, prims: list, n_jo
         parts["indices"].append(idx.reshape(-1, 3).astype(np.uint32) + base)
         parts["joints"].append(joints.astype(np.int64))
         parts["weights"].append(weights / total)
+        for k, target in enumerate(prim.targets or []):
+            delta = target.get("POSITION") if isinstance(target, dict) else getattr(target, "POSITION", None)
+            if delta is not None and k < len(names):
+                d = _accessor(gltf, blobs, delta, path, f"{where} target {k}", ("VEC3",))
+                if len(d) != v:
+                    raise AvatarAccessorError(path, f"{where} target {k}: {len(d)} deltas for {v} vertices")
+                morphs.setdefault(names[k], []).append((base, d.astype(np.float32)))
         base += v
     if not parts["positions"]:
         raise AvatarSkinError(path, "the skinned mesh has no triangles")
-    return AvatarMesh(**{k: np.concatenate(v) for k, v in parts.items()})
+    mesh = AvatarMesh(**{k: np.concatenate(v) for k, v in parts.items()})
+    for name, pieces in morphs.items():
+        deltas = np.zeros((base, 3), np.float32)
+        for start, d in pieces:
+            deltas[start:start + len(d)] = d
+        mesh.morphs[name] = deltas
+    return mesh
+
+
+# VRM 0.x blend shape presets → VRM 1.0 expression presets.
+_VRM0 = {"a": "aa", "i": "ih", "u": "ou", "e": "ee", "o": "oh", "blink_l": "blinkLeft", "blink_r": "blinkRight",
+         "joy": "happy", "sorrow": "sad", "fun": "relaxed", "lookup": "lookUp", "lookdown": "lookDown",
+         "lookleft": "lookLeft", "lookright": "lookRight"}
+
+
+def _target_names(mesh: pygltflib.Mesh) -> list[str]:
+    """A glTF mesh's morph target names (`extras.targetNames`, as three.js reads them), else their
+    indices as strings (three.js's names for unnamed targets)."""
+    count = max((len(p.targets or []) for p in mesh.primitives), default=0)
+    names = (mesh.extras or {}).get("targetNames") if isinstance(mesh.extras, dict) else None
+    if isinstance(names, list) and len(names) >= count:
+        return [str(n) for n in names[:count]]
+    return [str(k) for k in range(count)]
+
+
+def _file_expressions(gltf: pygltflib.GLTF2) -> dict[str, list[tuple[str, float]]]:
+    """The expressions (VRM 1.0 `VRMC_vrm.expressions`) or blend shape groups (VRM 0.x) a file
+    declares, each with the morph targets it binds."""
+    def target(mesh: int | None, index: object) -> str | None:
+        if mesh is None or not 0 <= mesh < len(gltf.meshes) or not isinstance(index, int):
+            return None
+        names = _target_names(gltf.meshes[mesh])
+        return names[index] if 0 <= index < len(names) else None
+
+    out: dict[str, list[tuple[str, float]]] = {}
+    ext = gltf.extensions or {}
+    expressions = (ext.get("VRMC_vrm") or {}).get("expressions") or {}
+    for group in ("preset", "custom"):
+        for name, spec in (expressions.get(group) or {}).items():
+            binds = []
+            for b in (spec or {}).get("morphTargetBinds") or []:
+                node = b.get("node")
+                mesh = gltf.nodes[node].mesh if isinstance(node, int) and 0 <= node < len(gltf.nodes) else None
+                if (t := target(mesh, b.get("index"))) is not None:
+                    binds.append((t, float(b.get("weight", 1.0))))
+            out[str(name)] = binds
+    for g in ((ext.get("VRM") or {}).get("blendShapeMaster") or {}).get("blendShapeGroups") or []:
+        if not isinstance(g, dict):
+            continue
+        preset = str(g.get("presetName") or "")
+        name = _VRM0.get(preset, preset) if preset and preset != "unknown" else str(g.get("name"))
+        out[name] = [(t, float(b.get("weight", 100)) / 100) for b in g.get("binds") or []
+                     if isinstance(b, dict) and (t := target(b.get("mesh"), b.get("index"))) is not None]
+    return out
 
 
 def _vertex_normals(pos: np.ndarray, tris: np.ndarray) -> np.ndarray:
@@ -413,7 +481,8 @@ def _facing(bind: np.ndarray, humanoid: dict[str, int]) -> np.ndarray:
 
 
 def write_glb(path: str | Path, rig: Rig, mesh: AvatarMesh, extras: dict | None = None) -> None:
-    """Write a rig and its skinned mesh as a .glb (one mesh, one skin, one material)."""
+    """Write a rig and its skinned mesh as a .glb (one mesh, one skin, one material), with its
+    morph targets (named in the mesh's `extras.targetNames`)."""
     blob = bytearray()
     gltf = pygltflib.GLTF2(asset=pygltflib.Asset(version="2.0", generator="signstream avatar build"))
 
@@ -459,7 +528,10 @@ def write_glb(path: str | Path, rig: Rig, mesh: AvatarMesh, extras: dict | None 
     gltf.materials.append(pygltflib.Material(
         name="body", doubleSided=True,
         pbrMetallicRoughness=pygltflib.PbrMetallicRoughness(baseColorFactor=[1, 1, 1, 1], metallicFactor=0.0, roughnessFactor=0.8)))
-    gltf.meshes.append(pygltflib.Mesh(name="body", primitives=[pygltflib.Primitive(attributes=attrs, indices=indices, material=0)]))
+    targets = [pygltflib.Attributes(POSITION=add(d.astype(np.float32), "VEC3", pygltflib.FLOAT, ab)) for d in mesh.morphs.values()]
+    gltf.meshes.append(pygltflib.Mesh(name="body", primitives=[pygltflib.Primitive(attributes=attrs, indices=indices, material=0,
+                                                                                  targets=targets)],
+                                      extras={"targetNames": list(mesh.morphs)} if mesh.morphs else {}))
     gltf.nodes.append(pygltflib.Node(name="body", mesh=0, skin=0))
     roots = [int(r) for r in np.flatnonzero(rig.parents < 0)]
     gltf.scenes.append(pygltflib.Scene(nodes=roots + [len(gltf.nodes) - 1]))

@@ -120,15 +120,16 @@ class AvatarRenderer:
 
     # --- public, any thread -------------------------------------------------------------------
 
-    def render(self, world: np.ndarray) -> np.ndarray:
-        """Skin for world transforms (J, 4, 4) and draw one frame."""
-        return self.submit(world).result()
+    def render(self, world: np.ndarray, morph: np.ndarray | None = None) -> np.ndarray:
+        """Skin for world transforms (J, 4, 4) and morph target weights, and draw one frame."""
+        return self.submit(world, morph).result()
 
-    def submit(self, world: np.ndarray) -> Future:
-        """Skin now (on this thread) and queue the draw on the GL thread: overlaps skinning and drawing."""
+    def submit(self, world: np.ndarray, morph: np.ndarray | None = None) -> Future:
+        """Skin now (on this thread) and queue the draw on the GL thread: overlaps skinning and drawing.
+        `morph`: weights in `skinner.morph_names` order (FaceRig.pose gives both)."""
         if self._closed:
             raise RenderError("renderer is closed")
-        pos, nrm = self.skinner.skin(world)
+        pos, nrm = self.skinner.skin(world, morph)
         return self._pool.submit(self._draw, pos.copy(), nrm.copy())
 
     def close(self) -> None:

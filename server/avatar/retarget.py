@@ -9,7 +9,7 @@ avatar's bone lengths:
 - each finger segment swings from where its parent carries it onto the input direction, so its
   twist is the hand's; its flexion and spread are clamped to anatomical ranges;
 - a chain whose points are missing or below the confidence threshold holds its last pose, then
-  eases to the rest pose (arms down, hands relaxed);
+  eases to the rest pose (engines/rest.py: arms down, flat hands);
 - a centred 3-tap filter over rotations ([1 2 1]/4 on still bones, fading out on fast ones)
   smooths jitter and delays the output by exactly one frame.
 
@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from engines.rest import rest_pose
 from engines.sequence import PoseSequence
 from engines.skeleton import (
     HAND_POINT_NAMES,
@@ -67,7 +68,6 @@ FINGER_LIMITS = ((-30.0, 100.0, 30.0), (-10.0, 130.0, 20.0), (-20.0, 100.0, 20.0
 # The thumb moves in a cone about where the hand carries it: most degrees from the rest direction.
 THUMB_CONE = (80.0, 90.0, 100.0)
 _SHOULDER_CONE = 20.0  # the clavicle only shrugs
-_REST_CURL = (np.radians([18.0, 22.0, 14.0]), np.radians([5.0, 12.0, 10.0]))  # relaxed fingers; thumb
 _STRAIGHT = (np.sin(np.radians(8.0)), np.sin(np.radians(25.0)))  # elbow bend too small / enough to twist by
 # Smoothing strength by how fast a bone turns (degrees a frame): full [1 2 1]/4 below, none above.
 _SMOOTH_FULL_BELOW, _SMOOTH_NONE_ABOVE = 2.0, 12.0
@@ -234,23 +234,14 @@ class Retargeter:
     # --- rest pose ----------------------------------------------------------------------------
 
     def _rest_pose(self) -> np.ndarray:
-        """Arms hanging with a slight forward bend, palms to the thighs, fingers relaxed."""
-        k_n = len(self.names)
-        g = np.zeros((1, k_n + 1, 3, 3))  # one stream
-        g[:, 0] = np.eye(3)
-        rest_rot = self._b.rest_rot
-        for k in range(k_n):
-            g[:, k + 1] = g[:, self._b.driver[k] + 1] @ self._b.relp[k] @ rest_rot[k]
-        upper = np.array([[[0.12 * _SIGN[s], -1.0, 0.0] for s in SIDES]])
-        fore = np.array([[[0.06 * _SIGN[s], -0.8, 0.55] for s in SIDES]])
-        both, neither = np.ones((1, 2), dtype=bool), np.zeros((1, 2), dtype=bool)
-        self._solve_arms(g, upper, fore, np.zeros((1, 2, 3, 3)), neither, both, rest_rot[None], np.zeros((1, k_n)),
-                         _Twists(np.zeros((1, 2)), np.zeros((1, 2)), np.zeros((1, 2))), rest=True)
-        for level in range(3):
-            for k in self._levels[level].ks:
-                curl = _REST_CURL[1 if "Thumb" in self.names[k] else 0][level]
-                g[:, k + 1] = g[:, self._b.driver[k] + 1] @ self._b.relp[k] @ rest_rot[k] @ axis_angle(self._b.aloc[k], curl)
-        return self._to_locals(g)[0]
+        """The rest pose (engines/rest.py: arms down, flat hands), as a stream holding it settles
+        (a nearly straight arm takes its elbow twist over a few frames: here, all of it)."""
+        points, confidence = rest_pose()
+        held = self._b.rest_rot[None]  # every point is seen and never missing: held is not read
+        never_missing = np.full((1, len(self.names)), -10**6)
+        tw = _Twists(np.zeros((1, 2)), np.zeros((1, 2)), np.zeros((1, 2)))
+        local, _ = self._solve(points[None].astype(np.float64), confidence[None], held, never_missing, tw, settled=True)
+        return local[0]
 
     # --- per frame ----------------------------------------------------------------------------
 
@@ -314,9 +305,10 @@ class Retargeter:
         return local
 
     def _solve(self, points: np.ndarray, confidence: np.ndarray, held: np.ndarray, missing: np.ndarray,
-               tw: _Twists) -> tuple[np.ndarray, np.ndarray]:
+               tw: _Twists, settled: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """The batched solve, S streams: local rotations (S, J, 3, 3) and which bones were seen
-        (S, K). Reads the streams' held poses and missing counts; updates `tw` in place."""
+        (S, K). Reads the streams' held poses and missing counts; updates `tw` in place. `settled`:
+        the elbow twist a stream holding this pose settles to, not this frame's step towards it."""
         seen_pt = confidence >= self.settings.min_confidence
         # Unseen points are never used, but batches compute every bone and then pick: zero them so
         # the picked-away lanes hold no NaN or inf.
@@ -346,7 +338,7 @@ class Retargeter:
         ku, kl, kh = self._arm_k
         seen[:, ku], seen[:, kl], seen[:, kh] = arm_ok, arm_ok, hand_ok
         upper, fore = points[:, el] - points[:, sh], end - points[:, el]
-        self._solve_arms(g, upper, fore, hand, hand_ok, arm_ok, eased, ease_w, tw, rest=False)
+        self._solve_arms(g, upper, fore, hand, hand_ok, arm_ok, eased, ease_w, tw, settled)
         tw.seen[:] = np.where(hand_ok, tw.forearm, tw.seen)
         # Fingers, segment by segment, all ten of every stream at once.
         for level, lv in enumerate(self._levels):
@@ -400,7 +392,7 @@ class Retargeter:
 
     def _solve_arms(self, g: np.ndarray, upper: np.ndarray, fore: np.ndarray, hand: np.ndarray,
                     hand_ok: np.ndarray, arm_ok: np.ndarray, eased: np.ndarray, ease_w: np.ndarray,
-                    tw: _Twists, rest: bool) -> None:
+                    tw: _Twists, settled: bool) -> None:
         """Both arms of S streams, in g: upper arm, forearm, hand, each step for every side at once.
         Per side (S, 2), `arm_ok` says whether the arm is seen (else each bone takes its eased pose)
         and `hand_ok` whether `hand` (S, 2, 3, 3) holds the hand's target world rotation."""
@@ -417,7 +409,7 @@ class Retargeter:
         ref = _apply(s1, b.nloc[ku])
         target_twist = np.where(bend > 1e-6, signed_angle(normalize(ref - _dot(ref, t)[..., None] * t),
                                                           f_perp / np.maximum(bend, 1e-9)[..., None], t), 0.0)
-        if rest:
+        if settled:
             phi = target_twist
         else:
             # A nearly straight arm has no bend plane: keep the last twist, trusting the bend as it grows.
@@ -430,12 +422,9 @@ class Retargeter:
         c = carried @ b.rest_rot[kl]
         lower = swing(_apply(c, b.dloc[kl]), f) @ c
         # The forearm takes the wrist's twist (pronation); the wrist keeps only its bend.
-        if rest:
-            psi = np.zeros_like(phi)
-        else:
-            hand_carried = lower @ b.relp[kh] @ b.rest_rot[kh]
-            psi = np.where(hand_ok & self._hand_on_fore, twist_angle(hand @ np.swapaxes(hand_carried, -1, -2), f),
-                           tw.seen * (1 - ease_w[:, kh]))  # hand missing: the last seen twist, easing to none
+        hand_carried = lower @ b.relp[kh] @ b.rest_rot[kh]
+        psi = np.where(hand_ok & self._hand_on_fore, twist_angle(hand @ np.swapaxes(hand_carried, -1, -2), f),
+                       tw.seen * (1 - ease_w[:, kh]))  # hand missing: the last seen twist, easing to none
         tw.forearm[:] = np.where(arm_ok, psi, tw.forearm)
         g[:, kl + 1] = _pick(arm_ok, axis_angle(f, psi) @ lower, carried, eased[:, kl])
         carried = g[:, b.driver[kh] + 1] @ b.relp[kh]

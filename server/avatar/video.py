@@ -9,23 +9,14 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING
-
 import numpy as np
 
 from server.avatar.errors import RenderError
-
-if TYPE_CHECKING:
-    from server.avatar.gltf import Avatar
-    from server.avatar.render import AvatarRenderer
-    from server.avatar.retarget import RetargetSettings
-    from server.avatar.rig import Rig
-    from server.config import Config
 
 
 @dataclass(frozen=True)
@@ -81,32 +72,6 @@ def write_png(image: np.ndarray, path: Path) -> None:
 
     with replacing(path) as tmp:
         Image.fromarray(image).save(tmp)
-
-
-def open_renderer(cfg: Config, avatar_path: str | None,
-                  background: Sequence[float]) -> tuple[Avatar, RetargetSettings, AvatarRenderer]:
-    """For a file render: the avatar (`avatar_path` or the config's), its retargeting settings, and
-    a renderer at the config's video size over `background` (RGBA; alpha < 1 gives RGBA images)."""
-    from server.avatar.gltf import load_avatar
-    from server.avatar.render import AvatarRenderer
-    from server.avatar.retarget import RetargetSettings
-
-    v, a = cfg.video, cfg.avatar
-    model = load_avatar(avatar_path or cfg.resolve(a.path), a.bone_map)
-    settings = RetargetSettings(a.min_confidence, a.hold_seconds, a.ease_seconds, a.smoothing, a.finger_limits)
-    return model, settings, AvatarRenderer(model, v.width, v.height, background, a.skinning, v.antialias)
-
-
-def render_frames(renderer: AvatarRenderer, rig: Rig, rotations: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-    """Images for a stream of local rotations; skins the next frame while the GL thread draws this one."""
-    pending = None
-    for rot in rotations:
-        job = renderer.submit(rig.fk(rot))
-        if pending is not None:
-            yield pending.result()
-        pending = job
-    if pending is not None:
-        yield pending.result()
 
 
 def write_video(frames: Iterable[np.ndarray], path: Path, fps: float, rgba: bool) -> int:

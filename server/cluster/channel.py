@@ -4,7 +4,7 @@ The process holding the channel's lease (the owner) runs it as a plain Channel d
 engine work, retarget, render — and its own members get every message directly. What it sends
 also goes out on the channel's topic, for the other processes: pose frames while one of them has
 pose or video viewers, rotation frames while one has rotations viewers (their demand beats say).
-The others relay: messages from the topic into the same fan-out a Channel uses (server/channels.py),
+The others relay: messages from the topic into the same fan-out a Channel uses (server/transports/channels.py),
 so their members get the same messages through the same bounded outboxes; their members' messages
 go to the owner, whose replies come back to the member alone.
 
@@ -23,7 +23,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
-from server.channels import _REPLIES, Channel, Member
+from server.transports.channels import _REPLIES, Channel, Channels, Member
 from server.cluster import wire
 from server.cluster.bus import BusDown
 from server.cluster.lease import Lease
@@ -31,10 +31,9 @@ from server.protocol import (ClientMessage, Message, PoseFrame, ProtocolError, R
                              error_message, parse_client_message)
 from server.rotation_stream import RotationStream, rotation_rig
 from server.session import CLOSE_GOING_AWAY
-from server.video_track import RGB, Studio, ViewerTrack
+from server.transports.video import RGB, VideoRenderer, ViewerTrack
 
 if TYPE_CHECKING:
-    from server.app import Hub
     from server.cluster.node import Cluster
 
 log = logging.getLogger(__name__)
@@ -61,8 +60,9 @@ class _Remote:
 
 
 class ClusterChannel(Channel):
-    def __init__(self, hub: Hub, cluster: Cluster, name: str, language: str | None) -> None:
+    def __init__(self, channels: Channels, cluster: Cluster, name: str, language: str | None) -> None:
         self.cluster = cluster
+        self.hub = cluster.hub
         self.language = language
         self.owner = False
         self.keys: dict[int, Member] = {}  # this process's members by their key on the bus
@@ -71,7 +71,7 @@ class ClusterChannel(Channel):
         self._remote: dict[str, tuple[float, bool, bool]] = {}  # other processes' demand: until, poses, rotations
         self._open_units: dict[int, dict] = {}  # units begun and not ended: their `unit` fields
         self._last_unit = 0
-        super().__init__(hub, name, language)
+        super().__init__(channels, name, language)
         self.lease = Lease(cluster.bus, cluster.key(name, "owner"), cluster.process, cluster.cfg.lease_ttl_s)
         self._out, self._in = cluster.key(name, "out"), cluster.key(name, "in")
         cluster.bus.subscribe(self._out, self._from_owner)
@@ -111,8 +111,8 @@ class ClusterChannel(Channel):
         except ProtocolError:
             return None
 
-    def watch(self, studio: Studio, codec: str, background: RGB | None) -> ViewerTrack:
-        track = super().watch(studio, codec, background)
+    def watch(self, renderer: VideoRenderer, codec: str, background: RGB | None) -> ViewerTrack:
+        track = super().watch(renderer, codec, background)
         self._beat()  # a relay renders from the owner's pose frames: ask for them now
         return track
 
@@ -122,9 +122,9 @@ class ClusterChannel(Channel):
             self._waiting.remove(member)
         self.members.discard(member)
         self._units.pop(member, None)
-        if self.stage is not None and not self.stage.viewers:
-            self.stage.stop()
-            self.stage = None
+        if self.video is not None and not self.video.viewers:
+            self.video.stop()
+            self.video = None
         self._rotations_as_needed()
         if not self.members and not self._waiting and not (self.owner and self._remote_demand()[0]):
             self.close()
@@ -139,11 +139,11 @@ class ClusterChannel(Channel):
         if self.owner:
             self._stop_session()
             self.cluster.release(self.lease)
-        if self.stage is not None:
-            self.stage.stop()
-            self.stage = None
+        if self.video is not None:
+            self.video.stop()
+            self.video = None
         self.cluster.forget(self)
-        self.hub.channels.forget(self)
+        self.channels.forget(self)
 
     # --- the owner's messages, to its members and out on the bus -------------------------------
 
@@ -269,7 +269,7 @@ class ClusterChannel(Channel):
             self._publish_state()
             return
         everyone = [*self.members, *self._waiting]
-        poses = any(m.wants_poses for m in everyone) or self.stage is not None
+        poses = any(m.wants_poses for m in everyone) or self.video is not None
         rotations = any(getattr(m, "wants_rotations", False) for m in everyone)
         self.cluster.bus.publish(self._in, wire.demand(self.cluster.process, poses, rotations))
 

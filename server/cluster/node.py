@@ -17,7 +17,8 @@ from server.cluster.lease import Lease
 from server.session import CLOSE_GOING_AWAY
 
 if TYPE_CHECKING:
-    from server.app import Hub
+    from server.hub import Hub
+    from server.transports.channels import Channels
 
 
 class Cluster:
@@ -47,8 +48,8 @@ class Cluster:
     def process_topic(self, process: str) -> str:
         return f"{self.cfg.prefix}:process:{process}"
 
-    def open(self, name: str, language: str | None) -> ClusterChannel:
-        channel = self.channels[name] = ClusterChannel(self.hub, self, name, language)
+    def open(self, channels: Channels, name: str, language: str | None) -> ClusterChannel:
+        channel = self.channels[name] = ClusterChannel(channels, self, name, language)
         self._owner.labels(name).set(0)
         return channel
 

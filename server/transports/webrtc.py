@@ -1,6 +1,6 @@
 """The WebRTC transport: POST /offer. One aiortc peer connection per viewer: a video track with the
 rendered avatar and a data channel that carries the same JSON messages as /ws (captions in; ready,
-unit, unit_status, error out). Every viewer is a client of a channel (server/channels.py): the one
+unit, unit_status, error out). Every viewer is a client of a channel (server/transports/channels.py): the one
 it names, shared with the channel's other clients (one session, one render), or a private one.
 Pose frames become the channel's video instead of data-channel messages.
 
@@ -26,16 +26,16 @@ from aiohttp import web
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.rtcdatachannel import RTCDataChannel
 
-from server.channels import Channel
+from server.transports.channels import Channel
 from server.config import Config
 from server.protocol import (Hello, Message, PoseFrame, ProtocolError, RotationFrame, ServerMessage, encode,
                              error_message, parse_client_message)
 from server.rotation_stream import rotation_rig
 from server.transports.websocket import check_request, refusal
-from server.video_track import RGB, Studio, ViewerTrack, parse_colour
+from server.transports.video import RGB, VideoRenderer, ViewerTrack, parse_colour
 
 if TYPE_CHECKING:
-    from server.app import Hub
+    from server.hub import Hub
 
 log = logging.getLogger(__name__)
 
@@ -213,15 +213,15 @@ class _Peer:
 class WebrtcTransport:
     def __init__(self, hub: Hub) -> None:
         self.hub = hub
-        self._studio: Studio | None = None
-        self._studio_lock = asyncio.Lock()
+        self._renderer: VideoRenderer | None = None
+        self._renderer_lock = asyncio.Lock()
         self.peers: set[_Peer] = set()
 
-    async def studio(self) -> Studio:
-        async with self._studio_lock:
-            if self._studio is None:  # the avatar and GL context load on first use, off the loop
-                self._studio = await asyncio.get_running_loop().run_in_executor(None, Studio, self.hub.cfg)
-            return self._studio
+    async def renderer(self) -> VideoRenderer:
+        async with self._renderer_lock:
+            if self._renderer is None:  # the avatar and GL context load on first use, off the loop
+                self._renderer = await asyncio.get_running_loop().run_in_executor(None, VideoRenderer, self.hub.cfg)
+            return self._renderer
 
     async def offer(self, request: web.Request) -> web.Response:
         hub = self.hub
@@ -282,7 +282,7 @@ class WebrtcTransport:
 
     async def _connect(self, sdp: str, hello: Hello, background: RGB | None) -> tuple[web.Response, _Peer | None]:
         hub, wcfg = self.hub, self.hub.cfg.webrtc
-        studio = await self.studio()
+        renderer = await self.renderer()
         pc = RTCPeerConnection(rtc_configuration(hub.cfg))
         transceiver = pc.addTransceiver("video", direction="sendonly")
         set_codec(transceiver, wcfg.codec)
@@ -296,11 +296,11 @@ class WebrtcTransport:
             # The offer is good: join the channel and send its picture (the answer names this track).
             room = peer.room = hub.channels.open(hello.channel, hello.language)
             room.join(peer)
-            track = peer.track = room.watch(studio, wcfg.codec, background)
+            track = peer.track = room.watch(renderer, wcfg.codec, background)
             transceiver.sender.replaceTrack(track)
-            # One encode serves every viewer, so a viewer's picture-loss report asks the stage for
+            # One encode serves every viewer, so a viewer's picture-loss report asks the video stream for
             # a keyframe (aiortc's own flag only reaches its own encoder, which packets bypass).
-            transceiver.sender._send_keyframe = track.stage.request_keyframe
+            transceiver.sender._send_keyframe = track.stream.request_keyframe
             if wcfg.loopback_only:
                 await gather_loopback(pc)
             # /offer does not trickle: the offer's candidates are all there will be, so ICE fails
@@ -317,7 +317,7 @@ class WebrtcTransport:
             return _bad("bad_field", f"sdp: {reason}"), None
         self.peers.add(peer)
         self._wire(peer)
-        # No render before the peer connects (server/video_track.py), and an answer nobody
+        # No render before the peer connects (server/transports/video.py), and an answer nobody
         # connects to is released after connect_timeout_s (an offer without candidates would
         # otherwise wait for ICE forever, one that has some for its 30-60 s of checks).
         asyncio.ensure_future(self._connect_deadline(peer))
@@ -351,7 +351,7 @@ class WebrtcTransport:
         @pc.on("connectionstatechange")
         async def on_state() -> None:
             if pc.connectionState == "connected" and peer.track is not None:
-                peer.track.connect()  # the stage renders from now on
+                peer.track.connect()  # the video stream renders from now on
             if pc.connectionState in ("failed", "closed"):
                 await peer.teardown()
 
@@ -359,9 +359,9 @@ class WebrtcTransport:
         for peer in list(self.peers):
             with contextlib.suppress(Exception):
                 await peer.teardown()
-        if self._studio is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self._studio.close)
-            self._studio = None
+        if self._renderer is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._renderer.close)
+            self._renderer = None
 
 
 class Viewer:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Awaitable, Callable
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
-from server.channels import watch_clock
+from server.transports.channels import watch_clock
 from server.metrics import Metrics
 from server.protocol import (ConfigChange, Format, Hello, Message, PoseFrame, ProtocolError, RotationFrame,
                              ServerMessage, encode, error_message, parse_client_message)
@@ -21,7 +21,7 @@ from server.rotation_stream import rotation_rig, send_now
 from server.session import CLOSE_GOING_AWAY, CLOSE_POLICY, Session
 
 if TYPE_CHECKING:
-    from server.app import Hub
+    from server.hub import Hub
 
 log = logging.getLogger(__name__)
 

@@ -16,11 +16,12 @@ import torch
 
 from engines.errors import PoseFormatError
 from engines.formats.prompt2sign import Record, parse_skels, read_split
+from engines.langgloss import marker_language
 from engines.sequence import PoseSequence
 from engines.skeleton import LEFT_HAND_SLICE, RIGHT_HAND_SLICE
+from training.backtranslate.data import PoseExample, batch_tensors, corpus_languages, examples_from
 from training.backtranslate.decoder import SignTranslator
-from training.backtranslate.train import (PoseExample, batch_tensors, corpus_languages, examples_from,
-                                          load_judge)
+from training.backtranslate.judge import load_judge
 
 JUDGE_FPS = 25.0  # the corpus rate the judge was trained at; other rates are resampled to it
 # Engines report every point as seen, and SignLLM learns the corpus's missing hand (zeros) as a hand
@@ -90,7 +91,7 @@ def evaluate_examples(judge: SignTranslator, examples: list[PoseExample], sample
     result = text_scores(hyps, refs)
     per: dict[str, list[int]] = {}
     for i, e in enumerate(examples):
-        per.setdefault(e.marker.strip("<>"), []).append(i)
+        per.setdefault(marker_language(e.marker), []).append(i)
     result["per_language"] = {lang: {k: v for k, v in text_scores([hyps[i] for i in idx], [refs[i] for i in idx]).items()
                                      if k in ("cer", "accuracy", "n")} for lang, idx in sorted(per.items())}
     result["samples"] = [{"reference": refs[i], "reading": hyps[i]}

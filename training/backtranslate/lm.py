@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from engines.formats.prompt2sign import SPLIT_FILES
+from engines.langgloss import gloss_line, language_marker, split_gloss
 
 SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
 SPACE = "▁"
@@ -41,14 +42,6 @@ class LMConfig:
     batch_size: int = 64
     lr: float = 3e-3
     seed: int = 0
-
-
-def language_marker(gloss: str) -> str:
-    """The sign language marker that starts a corpus gloss line, e.g. '<ase>'."""
-    head = gloss.split(" ", 1)[0]
-    if not (head.startswith("<") and head.endswith(">") and len(head) > 2):
-        raise ValueError(f"gloss {gloss!r} does not start with a language marker such as '<ase>'")
-    return head
 
 
 def corpus_spoken(corpus: Path) -> dict[str, str]:
@@ -74,7 +67,7 @@ def lm_lines(corpus: Path, wordlist_size: int) -> list[str]:
         train = split_texts(corpus, lang, "train")
         words = candidate_words(spoken, wordlist_size, seed=0)[0] if wordlist_size else []
         texts = list(dict.fromkeys(train + [w for w in words if w not in held_out]))
-        lines += [f"<{lang}> {t}" for t in texts]
+        lines += [gloss_line(lang, t) for t in texts]
     return lines
 
 
@@ -83,7 +76,7 @@ def build_tokenizer(lines: list[str], markers: list[str]):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
-    chars = sorted({c for line in lines for c in line.split(" ", 1)[-1] if c != " "} - {SPACE})
+    chars = sorted({c for line in lines for c in split_gloss(line)[1] if c != " "} - {SPACE})
     vocab = {t: i for i, t in enumerate(SPECIALS + markers + [SPACE] + chars)}
     tok = Tokenizer(models.BPE(vocab=vocab, merges=[], unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement=SPACE, prepend_scheme="never")
@@ -106,7 +99,7 @@ def pretrain_lm(corpus: str | Path, out: str | Path, cfg: LMConfig, log=print) -
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
     lines = lm_lines(corpus, cfg.wordlist_size)
-    markers = [f"<{lang}>" for lang in corpus_spoken(corpus)]
+    markers = [language_marker(lang) for lang in corpus_spoken(corpus)]
     tokenizer = build_tokenizer(lines, markers)
     data = encode_lines(tokenizer, lines, cfg.max_positions)
     model = LlamaForCausalLM(LlamaConfig(

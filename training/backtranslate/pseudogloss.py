@@ -21,6 +21,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from engines.langgloss import is_fingerspelled
+
 FUNCTION_ZIPF = 6.0
 
 
@@ -53,7 +55,7 @@ def pseudo_glosses(text: str, gloss: str, spoken: str) -> list[str]:
     function word: its letters are still signed.
     """
     out: list[str] = []
-    fingerspelled = "FS:" in gloss
+    fingerspelled = is_fingerspelled(gloss)
     for word in text.split():
         word = word.strip(".,;:!?¿¡\"'()").lower()
         if not word:

@@ -14,24 +14,23 @@ from __future__ import annotations
 import json
 import math
 import os
-import random
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from engines.formats.prompt2sign import Record, read_split
+from engines.langgloss import language_marker, marker_language
 from engines.typed_config import ConfigError, load_toml
+from training.backtranslate.data import PoseExample, batch_at, batch_tensors, corpus_languages, load_examples, spread
 from training.backtranslate.decoder import DecoderConfig, SignTranslator
 from training.backtranslate.encoder import EncoderConfig
-from training.backtranslate.lm import LMConfig, corpus_spoken, language_marker, load_lm, pretrain_lm
+from training.backtranslate.evaluate import evaluate_examples
+from training.backtranslate.judge import load_judge, save_judge
+from training.backtranslate.lm import LMConfig, corpus_spoken, load_lm, pretrain_lm
 from training.backtranslate.pseudogloss import GlossVocab, PseudoGlossHead, lm_prototypes, pseudo_glosses
 
-JUDGE_CONFIG = "judge.json"
-JUDGE_WEIGHTS = "judge.safetensors"
 
 # --- config ---------------------------------------------------------------------------------
 
@@ -102,112 +101,7 @@ def load_config(path: str | Path) -> BacktranslateConfig:
     return cfg
 
 
-# --- data -----------------------------------------------------------------------------------
-
-
-@dataclass
-class PoseExample:
-    marker: str  # '<ase>'
-    text: str
-    gloss: str
-    frames: np.ndarray  # (T, 50, 3) float16, canonical
-    confidence: np.ndarray  # (T, 50) float16
-
-
-def examples_from(records: list[Record]) -> list[PoseExample]:
-    out = []
-    for r in records:
-        if len(r.sequence) == 0:
-            raise ValueError(f"record {r.name!r}: empty pose sequence")
-        out.append(PoseExample(language_marker(r.gloss), r.text, r.gloss,
-                               r.sequence.frames.astype(np.float16), r.sequence.confidence.astype(np.float16)))
-    return out
-
-
-def load_examples(corpus: Path, languages: list[str], split: str, per_language: int = 0,
-                  max_frames: int = 0) -> list[PoseExample]:
-    """A split of every language; `per_language` spreads the kept words over the frequency list."""
-    out: list[PoseExample] = []
-    for lang in languages:
-        records = read_split(corpus / lang, split)
-        if max_frames:
-            records = [r for r in records if len(r.sequence) <= max_frames]
-        if per_language and len(records) > per_language:
-            records = [records[i] for i in np.linspace(0, len(records) - 1, per_language).round().astype(int)]
-        out += examples_from(records)
-    return out
-
-
-def batch_tensors(examples: list[PoseExample]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Zero-padded (B, T, 50, 3) frames, (B, T, 50) confidence, (B,) lengths."""
-    lengths = torch.tensor([len(e.frames) for e in examples])
-    t = int(lengths.max())
-    frames = torch.zeros(len(examples), t, *examples[0].frames.shape[1:])
-    conf = torch.zeros(len(examples), t, examples[0].frames.shape[1])
-    for i, e in enumerate(examples):
-        frames[i, : len(e.frames)] = torch.from_numpy(e.frames.astype(np.float32))
-        conf[i, : len(e.frames)] = torch.from_numpy(e.confidence.astype(np.float32))
-    return frames, conf, lengths
-
-
-def batch_at(examples: list[PoseExample], batch_size: int, seed: int, step: int) -> list[PoseExample]:
-    """Batch `step` (from 1) of an endless sequence of epochs of similar-length batches in random
-    order; a function of (seed, step) alone, so a resumed run sees the batches it would have seen."""
-    n_chunks = math.ceil(len(examples) / batch_size)
-    epoch, index = divmod(step - 1, n_chunks)
-    rng = random.Random(seed * 1_000_003 + epoch)
-    order = sorted(range(len(examples)), key=lambda i: (len(examples[i].frames), rng.random()))
-    chunks = [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
-    rng.shuffle(chunks)
-    return [examples[i] for i in chunks[index]]
-
-
-def spread(examples: list[PoseExample], n: int) -> list[PoseExample]:
-    if n <= 0 or n >= len(examples):
-        return examples
-    return [examples[i] for i in np.linspace(0, len(examples) - 1, n).round().astype(int)]
-
-
-def corpus_languages(corpus: Path, wanted: list[str]) -> list[str]:
-    found = list(corpus_spoken(corpus))
-    missing = sorted(set(wanted) - set(found))
-    if missing:
-        raise ConfigError(f"{corpus}: languages {missing} are not in the corpus (it has {found})")
-    return [lang for lang in found if not wanted or lang in wanted]
-
-
 # --- judge folder ---------------------------------------------------------------------------
-
-
-def save_judge(folder: Path, model: SignTranslator, lm_path: str, spoken: dict[str, str], extra: dict) -> None:
-    from safetensors.torch import save_file
-
-    folder.mkdir(parents=True, exist_ok=True)
-    trained = {n: p.detach().to(torch.float16).contiguous() for n, p in model.named_parameters() if p.requires_grad}
-    save_file(trained, folder / JUDGE_WEIGHTS)
-    meta = {"lm": lm_path, "encoder": asdict(model.enc_cfg), "decoder": asdict(model.dec_cfg),
-            "languages": spoken} | extra
-    (folder / JUDGE_CONFIG).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-
-
-def load_judge(folder: str | Path) -> SignTranslator:
-    """A trained judge folder → SignTranslator in eval mode."""
-    from safetensors.torch import load_file
-
-    folder = Path(folder)
-    if not (folder / JUDGE_CONFIG).exists():
-        raise FileNotFoundError(f"{folder}: no {JUDGE_CONFIG}; not a back-translation judge")
-    meta = json.loads((folder / JUDGE_CONFIG).read_text(encoding="utf-8"))
-    lm, tokenizer = load_lm(folder / meta["lm"])
-    model = SignTranslator(lm, tokenizer, EncoderConfig(**meta["encoder"]), DecoderConfig(**meta["decoder"]))
-    state = {k: v.float() for k, v in load_file(folder / JUDGE_WEIGHTS).items()}
-    missing = set(model.trainable_names()) - set(state)
-    unexpected = set(state) - set(model.trainable_names())
-    if missing or unexpected:
-        raise ValueError(f"{folder / JUDGE_WEIGHTS}: does not fit the judge config "
-                         f"(missing {sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
-    model.load_state_dict(state, strict=False)
-    return model.eval()
 
 
 def init_from_judge(model: SignTranslator, folder: Path) -> None:
@@ -280,7 +174,7 @@ def pretrain_encoder(model: SignTranslator, examples: list[PoseExample], spoken:
                      cfg: BacktranslateConfig, ckpt: Checkpointer, state: dict, log) -> dict:
     """Stage 1: the sign encoder learns to localise pseudo-glosses against frozen LM prototypes."""
     p = cfg.pretrain
-    glosses = [pseudo_glosses(e.text, e.gloss, spoken[e.marker.strip("<>")]) for e in examples]
+    glosses = [pseudo_glosses(e.text, e.gloss, spoken[marker_language(e.marker)]) for e in examples]
     vocab = GlossVocab.build(glosses, p.min_count)
     prototypes = lm_prototypes(model.lm.get_base_model(), model.tokenizer, vocab.items)
     head = PseudoGlossHead(model.enc_cfg.d_model, prototypes, p.temperature)
@@ -341,8 +235,6 @@ def train(config_path: str | Path, out: str | Path, lm_override: str | Path | No
           resume: bool = False) -> dict:
     """Train a judge into `out`. Fresh (the default): an existing judge there is replaced. `resume`:
     continue from `out/state.pt` with the config saved in `out` (a fresh run when there is none)."""
-    from training.backtranslate.evaluate import evaluate_examples
-
     out = Path(out)
     ckpt_state = Checkpointer(out).load() if resume else None
     if ckpt_state is not None:
@@ -402,7 +294,7 @@ def train(config_path: str | Path, out: str | Path, lm_override: str | Path | No
         state = {k: v for k, v in state.items() if k not in STAGE_KEYS}
     summary["translate"] = train_translation(model, train_ex, cfg, ckpt, state, log)
     summary |= {"cpu_seconds": elapsed()["cpu_s"], "wall_seconds": elapsed()["wall_s"]}
-    save_judge(out, model, lm_path, {f"<{k}>": v for k, v in spoken.items() if k in languages},
+    save_judge(out, model, lm_path, {language_marker(k): v for k, v in spoken.items() if k in languages},
                {"trained_on": {"corpus": str(corpus), "languages": languages, "summary": summary}})
     judge = load_judge(out)  # score what was saved (float16 weights), not what is in memory
     summary["dev"] = evaluate_examples(judge, dev_ex)

@@ -1,4 +1,4 @@
-"""Our bundled avatar, made by code: `python -m server.avatar.build` writes assets/signer.glb.
+"""Our bundled avatar, made by code: `python -m tools.avatar_build` writes assets/signer.glb.
 
 A friendly, stylised signer dressed as interpreters dress: a dark, plain long-sleeved top so the
 skin-coloured hands stand out, slightly enlarged hands (×1.15) so handshapes read at 512×512, nails
@@ -7,8 +7,11 @@ on every fingertip and a lighter palm so the viewer can tell the palm from the b
 The figure is modelled in a T-pose (every joint's rest rotation is the identity, as VRM
 normalises) in metres, facing +z, its left towards +x. Surfaces are lathed shapes (a profile
 turned about a bone) bound rigidly to one bone each, overlapping at the joints like a jointed
-doll, except the torso, which blends across the spine. Eyebrows and the mouth sit on bones of
-their own (browLeft, browRight, jaw) so they can move later.
+doll, except the torso, which blends across the spine. Eyebrows, the mouth and the upper eyelids
+sit on bones of their own (browLeft, browRight, jaw, eyelidLeft, eyelidRight) so the non-manual
+track moves them (server/avatar/face.py). An eyelid is a shell about the eye's centre (its bone's
+joint), tucked inside the head while the eye is open, so the open face is the face without lids;
+turned down about that joint it covers the eye.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from server.avatar.humanoid import FINGERS, SIDES, finger_bones
 from server.avatar.rig import Rig
 from server.avatar.rotations import normalize
 
-ASSET = Path(__file__).resolve().parent / "assets" / "signer.glb"
+ASSET = Path(__file__).resolve().parents[1] / "server" / "avatar" / "assets" / "signer.glb"
 
 HAND_SCALE = 1.15
 # Colours in sRGB.
@@ -37,6 +40,7 @@ BROW = (0.14, 0.09, 0.06)
 LIPS = (0.55, 0.22, 0.22)
 EYE_WHITE = (0.95, 0.95, 0.93)
 IRIS = (0.10, 0.07, 0.05)
+LID = (0.74, 0.49, 0.37)  # a shade darker than the skin, so a closed eye still reads as an eye
 
 # Left hand, relative to the wrist, in the T-pose (fingers along +x, thumb towards +z, palm down),
 # before HAND_SCALE. Each finger: knuckle position, then the three segment ends.
@@ -156,10 +160,32 @@ class _Builder:
         self.parts.append(_Part(v, f, np.broadcast_to(np.asarray(color, float), v.shape).copy(), bone))
 
 
+# The open eyelid's band, radians from straight up: forward (the most that stays under the skin)
+# and back; face.py's EYELID_ANGLE turns it down over the whole eye.
+EYELID_FRONT, EYELID_BACK = np.radians(14), np.radians(150)
+
 # The head, bottom (chin) to top: height above the head centre, half-width, half-depth.
 _HEAD = np.array([(-0.118, 0, 0), (-0.112, 0.030, 0.036), (-0.098, 0.052, 0.062), (-0.075, 0.068, 0.080),
                   (-0.045, 0.080, 0.091), (-0.010, 0.087, 0.097), (0.025, 0.089, 0.098), (0.060, 0.085, 0.093),
                   (0.085, 0.074, 0.082), (0.103, 0.054, 0.060), (0.113, 0.030, 0.033), (0.117, 0, 0)])
+
+
+def eyelid(centre, rx: float, r: float, phi0: float, phi1: float, nu: int = 12, nv: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """A band of the ellipsoid (rx across, r up and forward) about `centre`, between the angles
+    phi0 and phi1 about the x axis (0 = straight up, π/2 = forward): an upper eyelid, which turns
+    about that axis to close. Its ends taper to points."""
+    centre = np.asarray(centre, float)
+    u = np.cos(np.linspace(np.pi, 0, nu))  # denser towards the corners
+    phi = np.linspace(phi0, phi1, nv)
+    rr = r * np.sqrt(np.clip(1 - u ** 2, 0, None))
+    verts = np.stack([np.broadcast_to(rx * u[:, None], (nu, nv)), rr[:, None] * np.cos(phi), rr[:, None] * np.sin(phi)],
+                     axis=-1).reshape(-1, 3) + centre
+    faces = []
+    for i in range(nu - 1):
+        for k in range(nv - 1):
+            a, b = i * nv + k, (i + 1) * nv + k
+            faces += [(a, b + 1, b), (a, a + 1, b + 1)]  # outward: away from the centre
+    return verts, np.array(faces)
 
 
 def _head_surface(x: float, y: float, centre: np.ndarray) -> float:
@@ -202,6 +228,13 @@ def _body(b: _Builder) -> None:
         ez = _head_surface(ex, ey, hc)
         b.part(ellipsoid((ex, ey, ez - 0.004), (0.016, 0.006, 0.012), axis=(0, 1, 0), segments=14, rings=8), EYE_WHITE, "head")
         b.part(ellipsoid((ex, ey - 0.001, ez + 0.001), (0.0085, 0.004, 0.0085), axis=(0, 1, 0), segments=12, rings=6), IRIS, "head")
+        lid = "eyelidLeft" if sx > 0 else "eyelidRight"
+        b.joint(lid, "head", (ex, ey, ez - 0.004))  # the eye's centre: the lid turns about it
+        # Open: from straight up (and a little forward) back into the head; where the head curves
+        # away at the outer corner, pressed back under the skin (closed, that corner stands out a little).
+        v, f = eyelid((ex, ey, ez - 0.004), 0.0175, 0.0125, -EYELID_BACK, EYELID_FRONT)
+        v[:, 2] = np.minimum(v[:, 2], [_head_surface(x, y, hc) - 0.001 for x, y, _ in v])
+        b.part((v, f), LID, lid)
         brow = "browLeft" if sx > 0 else "browRight"
         y0, y1 = hc[1] + 0.036, hc[1] + 0.033
         z0, z1 = _head_surface(sx * 0.016, y0, hc), _head_surface(sx * 0.054, y1, hc)
@@ -273,7 +306,7 @@ def build() -> tuple[Rig, AvatarMesh]:
     names = tuple(b.names)
     bind = np.tile(np.eye(4), (len(names), 1, 1))
     bind[:, :3, 3] = np.array(b.heads)
-    humanoid = {n: i for i, n in enumerate(names) if not n.endswith("Tip") and not n.startswith("brow")}
+    humanoid = {n: i for i, n in enumerate(names) if not n.endswith("Tip") and not n.startswith(("brow", "eyelid"))}
     tips = {names.index(n[:-3]): b.heads[i] for i, n in enumerate(names) if n.endswith("Tip")}
     rig = Rig(names, np.array(b.parents), bind, humanoid, tips)
     return rig, _mesh(b, rig)
@@ -320,7 +353,7 @@ def _mesh(b: _Builder, rig: Rig) -> AvatarMesh:
 
 def main(path: Path = ASSET) -> None:
     rig, mesh = build()
-    write_glb(path, rig, mesh, extras={"signstream": "generated by server/avatar/build.py; regenerate, do not edit"})
+    write_glb(path, rig, mesh, extras={"signstream": "generated by tools/avatar_build.py; regenerate, do not edit"})
     print(f"{path}: {len(rig)} joints, {len(mesh.positions)} vertices, {len(mesh.indices)} triangles, "
           f"{path.stat().st_size / 1024:.0f} KiB")
 

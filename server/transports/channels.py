@@ -1,7 +1,7 @@
 """Channels: one caption stream — one Session, one render — shared by any number of clients.
 
 An /offer (or a /ws hello) may name a channel. The first client opens it: a Session whose language
-comes from that client's hello and, once a client wants video, one `Stage` (render + encode) whose
+comes from that client's hello and, once a client wants video, one `VideoStream` (render + encode, server/transports/video.py) whose
 packets every viewer's track gets. Any client of a channel may send captions, flush, config and
 ping; they all go into the one session (one message-rate budget, one language), so every client
 sees the same units and statuses. Replies to one client's message (ready, error, pong) go to that
@@ -16,20 +16,34 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
 
 from prometheus_client import Gauge
 
+from server.config import Config
+from server.metrics import Metrics
 from server.protocol import ClientMessage, Message, PoseFrame, RotationFrame, ServerMessage
 from server.rotation_stream import RotationStream, rotation_rig
-from server.video_track import RGB, Stage, Studio, ViewerTrack
+from server.session import Session
+from server.transports.video import RGB, VideoRenderer, VideoStream, ViewerTrack
 
 if TYPE_CHECKING:
-    from server.app import Hub
-    from server.session import Session
+    from server.cluster.node import Cluster
 
 log = logging.getLogger(__name__)
 _REPLIES = ("ready", "error", "pong")  # answers to the client whose message is being handled
+
+
+class Host(Protocol):
+    """What channels need of the server that holds them (server/hub.py:Hub)."""
+
+    cfg: Config
+    metrics: Metrics
+    cluster: Cluster | None  # named channels shared with other servers (server/cluster/), or None
+
+    def open_session(self, send: Callable[[ServerMessage], None], end: Callable[[int], None], authed: bool
+                     ) -> Session: ...
+    def close_session(self, session: Session) -> None: ...
 
 
 class Member(Protocol):
@@ -57,11 +71,12 @@ def watch_clock(task: asyncio.Task, session: Session) -> asyncio.Task:
 
 
 class Channel:
-    def __init__(self, hub: Hub, name: str | None, language: str | None) -> None:
-        self.hub = hub
+    def __init__(self, channels: Channels, name: str | None, language: str | None) -> None:
+        self.channels = channels
+        self.host = channels.host
         self.name = name
         self.members: set[Member] = set()
-        self.stage: Stage | None = None
+        self.video: VideoStream | None = None
         self.rotations: RotationStream | None = None  # the one retargeter, while a member wants rotations
         self.closed = False
         self._replying: Member | None = None
@@ -71,14 +86,14 @@ class Channel:
     def start(self, language: str | None) -> None:
         """Open the channel's session and run its frame clock (a cluster channel: once it owns the channel)."""
         # Tokens were checked by the transport that let the client in.
-        self.session = self.hub.open_session(self._broadcast, self._ended, authed=True)
+        self.session = self.host.open_session(self._broadcast, self._ended, authed=True)
         self.session.handle(json.dumps({"type": "hello", **({"language": language} if language else {})}))
         self._clock = watch_clock(asyncio.create_task(self.session.run()), self.session)
 
     def join(self, member: Member) -> None:
         self.members.add(member)
         if getattr(member, "wants_rotations", False) and self.rotations is None:
-            self.rotations = RotationStream(rotation_rig(self.hub.cfg))
+            self.rotations = RotationStream(rotation_rig(self.host.cfg))
         member.put(self.session.ready_message())
 
     def handle(self, member: Member, raw: str | bytes) -> ClientMessage | None:
@@ -94,21 +109,21 @@ class Channel:
         finally:
             self._replying = None
 
-    def watch(self, studio: Studio, codec: str, background: RGB | None) -> ViewerTrack:
+    def watch(self, renderer: VideoRenderer, codec: str, background: RGB | None) -> ViewerTrack:
         """A video track of the channel's one render (started by its first viewer, whose
         background colour it keeps)."""
-        if self.stage is None:
-            self.stage = Stage(studio, codec, background)
-        return self.stage.watch()
+        if self.video is None:
+            self.video = VideoStream(renderer, codec, background)
+        return self.video.watch()
 
     def leave(self, member: Member) -> None:
         self.members.discard(member)
         self._units.pop(member, None)
         if not any(getattr(m, "wants_rotations", False) for m in self.members):
             self.rotations = None
-        if self.stage is not None and not self.stage.viewers:
-            self.stage.stop()
-            self.stage = None
+        if self.video is not None and not self.video.viewers:
+            self.video.stop()
+            self.video = None
         if not self.members:
             self.close()
 
@@ -118,16 +133,16 @@ class Channel:
         self.closed = True
         self.session.close()
         self._clock.cancel()
-        if self.stage is not None:
-            self.stage.stop()
-            self.stage = None
-        self.hub.close_session(self.session)
-        self.hub.channels.forget(self)
+        if self.video is not None:
+            self.video.stop()
+            self.video = None
+        self.host.close_session(self.session)
+        self.channels.forget(self)
 
     def _broadcast(self, msg: ServerMessage) -> None:
         if isinstance(msg, PoseFrame):
-            if self.stage is not None:
-                self.stage.show(msg)
+            if self.video is not None:
+                self.video.push(msg)
             for m in self.members:
                 if m.wants_poses:
                     m.put(msg)
@@ -168,22 +183,22 @@ class Channel:
 class Channels:
     """The open channels of a server, by name, plus the private ones; their metrics."""
 
-    def __init__(self, hub: Hub) -> None:
-        self.hub = hub
+    def __init__(self, host: Host) -> None:
+        self.host = host
         self.named: dict[str, Channel] = {}
         self.private: set[Channel] = set()
-        r = hub.metrics.registry
+        r = host.metrics.registry
         Gauge("signstream_channels", "Open named channels", registry=r).set_function(lambda: len(self.named))
         Gauge("signstream_renders", "Avatar video streams rendered and encoded (one per channel with viewers)",
-              registry=r).set_function(lambda: sum(c.stage is not None for c in self.all()))
+              registry=r).set_function(lambda: sum(c.video is not None for c in self.all()))
         Gauge("signstream_viewers", "WebRTC video viewers", registry=r).set_function(
-            lambda: sum(len(c.stage.viewers) for c in self.all() if c.stage is not None))
+            lambda: sum(len(c.video.viewers) for c in self.all() if c.video is not None))
         # How the renders keep up, summed over the open streams: a pose replaced before it was
         # drawn means the renderer fell behind the clock (the picture skipped a frame).
         for stat, help_text in (("drawn", "Poses drawn"), ("dropped", "Poses replaced before they were drawn"),
                                 ("skipped", "Clock periods the encoder skipped")):
             Gauge(f"signstream_video_{stat}", f"{help_text}, over the open video streams", registry=r).set_function(
-                lambda stat=stat: sum(getattr(c.stage.stats, stat) for c in self.all() if c.stage is not None))
+                lambda stat=stat: sum(getattr(c.video.stats, stat) for c in self.all() if c.video is not None))
 
     def all(self) -> list[Channel]:
         return [*self.named.values(), *self.private]
@@ -192,9 +207,9 @@ class Channels:
         """The channel called `name` (opened now if it is not open), or a new private one."""
         if name is not None and name in self.named:
             return self.named[name]
-        cluster = self.hub.cluster
+        cluster = self.host.cluster
         # A named channel of a cluster is shared with the other servers through Redis (server/cluster/).
-        channel = Channel(self.hub, name, language) if name is None or cluster is None else cluster.open(name, language)
+        channel = Channel(self, name, language) if name is None or cluster is None else cluster.open(self, name, language)
         if name is None:
             self.private.add(channel)
         else:

@@ -11,14 +11,11 @@ from pathlib import Path
 
 import typer
 
+from engines.errors import fail
+
 avatar_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Check rigged avatars.")
 
 _CONFIG = typer.Option(None, "--config", help="config file (default: the repository's config.toml)")
-
-
-def _fail(exc) -> None:
-    typer.echo(f"error [{exc.code}]: {exc.message}", err=True)
-    raise typer.Exit(2)
 
 
 def _load_config(config: str | None):
@@ -27,7 +24,7 @@ def _load_config(config: str | None):
     try:
         return load_config(config)
     except ConfigError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 @avatar_app.command("check")
@@ -42,11 +39,14 @@ def check(file: str = typer.Argument(..., help="a glTF 2.0 / VRM humanoid (.glb,
     try:
         avatar = load_avatar(file, cfg.avatar.bone_map)
     except AvatarError as exc:
-        _fail(exc)
+        fail(exc)
     report = avatar.report()
-    from server.avatar.face import FaceRig, vrm_expressions
-    report["non_manual"] = FaceRig.of_avatar(avatar).channels()  # which face/head channels it can show
-    report["vrm_expressions"] = vrm_expressions(file)
+    from server.avatar.face import FaceRig
+    face = FaceRig.of_avatar(avatar)
+    report["non_manual"] = face.channels()  # which face/head channels it can show
+    report["non_manual_by"] = face.shown_by()  # and how: "bones", "expressions" or ""
+    report["vrm_expressions"] = list(avatar.expressions)
+    report["morph_targets"] = list(avatar.mesh.morphs)
     if as_json:
         typer.echo(json.dumps(report, indent=2))
         return
@@ -61,13 +61,17 @@ def check(file: str = typer.Argument(..., help="a glTF 2.0 / VRM humanoid (.glb,
         typer.echo(f"  optional bones missing (they stay still): {', '.join(report['missing_optional'])}")
     for note in report["notes"]:
         typer.echo(f"  note: {note}")
-    shown = [c for c, ok in report["non_manual"].items() if ok]
-    lacking = [c for c, ok in report["non_manual"].items() if not ok]
-    typer.echo(f"  non-manual channels shown: {', '.join(shown) or 'none'}")
-    if lacking:
-        typer.echo(f"  non-manual channels it cannot show (no bone for them): {', '.join(lacking)}")
+    by = report["non_manual_by"]
+    for how, label in (("bones", "by bones"), ("expressions", "by expressions (morph targets)")):
+        if shown := [c for c, h in by.items() if h == how]:
+            typer.echo(f"  non-manual channels shown {label}: {', '.join(shown)}")
+    if lacking := [c for c, h in by.items() if not h]:
+        typer.echo(f"  non-manual channels it cannot show (no bone or expression for them): {', '.join(lacking)}")
     if report["vrm_expressions"]:
-        typer.echo(f"  VRM expressions in the file (morph targets, not driven yet): {', '.join(report['vrm_expressions'])}")
+        typer.echo(f"  VRM expressions in the file: {', '.join(report['vrm_expressions'])}")
+    if report["morph_targets"]:
+        typer.echo(f"  morph targets: {len(report['morph_targets'])} ({', '.join(report['morph_targets'][:12])}"
+                   f"{', …' if len(report['morph_targets']) > 12 else ''})")
 
 
 def render(input: str = typer.Argument(None, help="a .pose or .skels file (or give --captions)"),
@@ -82,7 +86,7 @@ def render(input: str = typer.Argument(None, help="a .pose or .skels file (or gi
            fps: int = typer.Option(None, "--fps", help="frames per second (default: [video] fps)"),
            avatar: str = typer.Option(None, "--avatar", help="a rigged .glb/.gltf/.vrm (default: [avatar] path)"),
            frame: int = typer.Option(None, "--frame", help=".png: which frame (default: the middle one)"),
-           line: int = typer.Option(1, "--line", help=".skels: which sequence (line number, from 1)"),
+           line: int = typer.Option(1, "--line", min=1, help=".skels: which sequence (line number, from 1)"),
            skels_scale: float = typer.Option(1.0, "--skels-scale", help=".skels: coordinate scale (Prompt2Sign 9, PT 3, ours 1)"),
            config: str = _CONFIG) -> None:
     """Render a pose file with the avatar to a video (.mp4/.webm/.mov) or a still (.png); or, with
@@ -99,7 +103,7 @@ def render(input: str = typer.Argument(None, help="a .pose or .skels file (or gi
         else:
             _render(cfg, Path(input), Path(output), avatar, frame, line, skels_scale)
     except SignStreamError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 def _with_video(cfg, size: str | None, fps: int | None, engine: str | None):
@@ -139,30 +143,19 @@ def _render_overlay(cfg, captions: Path, output: Path, language: str | None, ava
 def _read_input(path: Path, fps: float, line: int, skels_scale: float):
     """The clip, and its non-manual track (None: none in the file; .skels files carry none)."""
     from engines.errors import PoseFormatError
-    from engines.formats.posefile import read_pose_and_face
-    from engines.formats.prompt2sign import parse_skels
+    from engines.formats.anyfile import SUFFIXES, load_sequence_and_face
 
-    suffix = path.suffix.lower()
-    if suffix == ".pose":
-        return read_pose_and_face(path)
-    if suffix == ".skels":
-        if not path.is_file():
-            raise PoseFormatError(path, None, "no such file")
-        lines = path.read_text(encoding="utf-8").splitlines()
-        if not 1 <= line <= len(lines):
-            raise PoseFormatError(path, f"line {line}", f"the file has {len(lines)} sequences")
-        seq, _ = parse_skels(lines[line - 1], fps, skels_scale, where=(path, line))
-        return seq, None
-    raise PoseFormatError(path, None, "render reads .pose or .skels files; for text, save a pose stream first "
-                                      "with `signstream say TEXT --out clip.pose`")
+    if path.suffix.lower() not in SUFFIXES:
+        raise PoseFormatError(path, None, "render reads .pose or .skels files; for text, save a pose stream first "
+                                          "with `signstream say TEXT --out clip.pose`")
+    return load_sequence_and_face(path, line - 1, fps, skels_scale)
 
 
 def _render(cfg, input_path: Path, output: Path, avatar_path: str | None, frame: int | None, line: int,
             skels_scale: float) -> None:
     from server.avatar.errors import RenderError
-    from server.avatar.face import FaceRig
-    from server.avatar.retarget import retarget_sequence
-    from server.avatar.video import VIDEO_SUFFIXES, check_output, open_renderer, write_png, write_video
+    from server.avatar.painter import AvatarPainter
+    from server.avatar.video import VIDEO_SUFFIXES, check_output, write_png, write_video
 
     v = cfg.video
     rgba = len(v.background) == 4 and v.background[3] < 1.0
@@ -172,29 +165,17 @@ def _render(cfg, input_path: Path, output: Path, avatar_path: str | None, frame:
     if len(seq) == 0:
         raise RenderError(f"{input_path}: no frames to render")
     faces = _resample_track(face, raw.fps, float(v.fps), len(seq)) if face is not None else [None] * len(seq)
-    model, settings, renderer = open_renderer(cfg, avatar_path, v.background)
-    face_rig = FaceRig.of_avatar(model)  # head turns, brows, mouth and eyelids from the file's track
-    rotations = retarget_sequence(model.rig, seq, settings)
-    with renderer:
+    poses = zip(seq.frames, seq.confidence, faces)
+    with AvatarPainter.open(cfg, avatar_path) as painter:
         if output.suffix.lower() not in VIDEO_SUFFIXES:
             index = len(seq) // 2 if frame is None else frame
             if not 0 <= index < len(seq):
                 raise RenderError(f"--frame {index}: the clip has frames 0 to {len(seq) - 1}")
-            write_png(renderer.render(face_rig.world(rotations[index], faces[index])), output)
+            worlds = list(painter.worlds(poses))  # the whole clip: the still is smoothed as in the video
+            write_png(painter.draw(*worlds[index]), output)
             typer.echo(f"{output}: frame {index} of {len(seq)}")
             return
-
-        def images():  # skins the next frame while the GL thread draws this one
-            pending = None
-            for rot, f in zip(rotations, faces):
-                job = renderer.submit(face_rig.world(rot, f))
-                if pending is not None:
-                    yield pending.result()
-                pending = job
-            if pending is not None:
-                yield pending.result()
-
-        count = write_video(images(), output, float(v.fps), rgba)
+        count = write_video(painter.paint_all(poses), output, float(v.fps), rgba)
     typer.echo(f"{output}: {count} frames at {v.fps} fps, {v.width}×{v.height}")
 
 

@@ -1,10 +1,10 @@
 """The avatar as live video: one render and one encode per pose stream, sent to any number of viewers.
 
-A `Studio` holds what every stream shares: the avatar and its one renderer (one GL thread). It
+A `VideoRenderer` holds what every stream shares: the avatar and its one renderer (one GL thread). It
 draws on a transparent background so each stream can put its own colour behind the avatar (WebRTC
 video has no alpha: a broadcast mixer keys on a chroma colour instead).
 
-A `Stage` is one stream's picture. It gets one session's pose frames on the session's clock and
+A `VideoStream` is one stream's picture. It gets one session's pose frames on the session's clock and
 draws the newest (a slot of one: a pose that arrives while an older one waits replaces it, counted
 as dropped, so a slow renderer shows fewer, current frames instead of building latency). On the
 frame clock it encodes the newest picture once (VP8 or H.264) and hands the packet to every
@@ -27,12 +27,9 @@ import av
 import numpy as np
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from server.avatar.face import FaceRig
-from server.avatar.gltf import Avatar, load_avatar
-from server.avatar.render import AvatarRenderer
-from server.avatar.retarget import Retargeter, RetargetSettings
+from server.avatar.painter import AvatarPainter
 from server.config import Config
-from server.protocol import PoseFrame
+from engines.frame import PoseFrame
 
 CLOCK_RATE = 90000  # RTP video clock
 BITRATE = 1_000_000  # fixed: one encode serves every viewer, so no per-viewer rate adaptation
@@ -63,19 +60,16 @@ def parse_colour(text: str) -> RGB:
     return int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)
 
 
-class Studio:
-    """The avatar and the one renderer all stages share. Blocking to build (loads the avatar,
+class VideoRenderer:
+    """The avatar and the one renderer all video streams share. Blocking to build (loads the avatar,
     makes a GL context): build it off the event loop."""
 
     def __init__(self, cfg: Config) -> None:
-        v, a = cfg.video, cfg.avatar
+        v = cfg.video
         self.fps = float(v.fps)
         self.background: RGB = tuple(int(round(c * 255)) for c in v.background[:3])  # type: ignore[assignment]
-        self.avatar: Avatar = load_avatar(cfg.resolve(a.path), a.bone_map)
-        self.settings = RetargetSettings(a.min_confidence, a.hold_seconds, a.ease_seconds, a.smoothing, a.finger_limits)
-        self.renderer = AvatarRenderer(self.avatar, v.width, v.height, (*v.background[:3], 0.0), a.skinning, v.antialias)
-        self.rest: np.ndarray = self.renderer.render(self.avatar.rig.bind)  # RGBA
-        self.face = FaceRig.of_avatar(self.avatar)  # brows, mouth, head from the non-manual track
+        self.painter = AvatarPainter.open(cfg, background=(*v.background[:3], 0.0))
+        self.rest: np.ndarray = self.painter.paint_rest()  # RGBA
 
     def compose(self, rgba: np.ndarray, background: RGB) -> np.ndarray:
         """The RGBA picture over an opaque background colour → RGB."""
@@ -88,7 +82,7 @@ class Studio:
         return ((out + 127) // 255).astype(np.uint8)
 
     def close(self) -> None:
-        self.renderer.close()
+        self.painter.close()
 
 
 def _encoder(codec: str, width: int, height: int, fps: float) -> av.CodecContext:
@@ -115,25 +109,24 @@ def _same_pose(a: PoseFrame, b: PoseFrame) -> bool:
             and (a.face is None) == (b.face is None) and (a.face is None or np.array_equal(a.face, b.face)))
 
 
-class Stage:
+class VideoStream:
     """One pose stream → one picture → one encoded stream for all its viewers."""
 
-    def __init__(self, studio: Studio, codec: str, background: RGB | None = None) -> None:
-        self.studio = studio
-        self.background = background or studio.background
+    def __init__(self, renderer: VideoRenderer, codec: str, background: RGB | None = None) -> None:
+        self.shared = renderer
+        self.background = background or renderer.background
         self.stats = TrackStats()
         self.viewers: set[ViewerTrack] = set()
-        self.image: np.ndarray = studio.compose(studio.rest, self.background)  # the newest picture
-        self._retargeter = Retargeter(studio.avatar.rig, studio.fps, studio.settings)
-        self._encoder = _encoder(codec, self.image.shape[1], self.image.shape[0], studio.fps)
+        self.image: np.ndarray = renderer.compose(renderer.rest, self.background)  # the newest picture
+        self._stream = renderer.painter.stream()
+        self._encoder = _encoder(codec, self.image.shape[1], self.image.shape[0], renderer.fps)
         self._pose: PoseFrame | None = None  # the newest pose not yet drawn
-        self._face: np.ndarray | None = None  # the non-manual values of the pose the retargeter holds back
         self._wake = asyncio.Event()
         self._watched = asyncio.Event()  # some viewer's peer is connected: draw and encode only then
         self._keyframe = True
         self._tasks = [asyncio.create_task(self._draw_loop()), asyncio.create_task(self._clock())]
 
-    def show(self, frame: PoseFrame) -> None:
+    def push(self, frame: PoseFrame) -> None:
         """The session's next pose frame (called on its clock; never blocks)."""
         if self._pose is not None and self._watched.is_set():
             self.stats.dropped += 1
@@ -142,7 +135,7 @@ class Stage:
             self._wake.set()
 
     def connected(self) -> None:
-        """A viewer's peer connected: the first makes the stage draw and encode."""
+        """A viewer's peer connected: the first makes the stream draw and encode."""
         if not self._watched.is_set():
             self._watched.set()
             self._keyframe = True
@@ -150,7 +143,7 @@ class Stage:
                 self._wake.set()
 
     def _unwatched(self) -> None:
-        """A viewer left: with no connected viewer left, the stage idles (draws and encodes nothing)."""
+        """A viewer left: with no connected viewer left, the stream idles (draws and encodes nothing)."""
         if not any(v.is_connected for v in self.viewers):
             self._watched.clear()
 
@@ -165,18 +158,14 @@ class Stage:
 
     def _solve(self, pose: PoseFrame) -> np.ndarray | None:
         """Retarget, FK and skin on a worker thread, draw on the GL thread, compose here."""
-        local = self._retargeter.push(pose.points.astype(np.float64), pose.confidence)
-        face, self._face = self._face, pose.face  # the retargeter runs a frame behind: so does the face
-        if local is None:  # the smoothing's first frame
-            return None
-        rgba = self.studio.renderer.submit(self.studio.face.world(local, face)).result()
-        return self.studio.compose(rgba, self.background)
+        rgba = self._stream.paint(pose.points, pose.confidence, pose.face)
+        return None if rgba is None else self.shared.compose(rgba, self.background)  # None: smoothing's first frame
 
     async def _draw_loop(self) -> None:
         loop = asyncio.get_running_loop()
         last: PoseFrame | None = None
         same = 0  # poses in a row equal to the one before
-        rest_every = max(1, round(self.studio.fps / _REST_DRAW_FPS))
+        rest_every = max(1, round(self.shared.fps / _REST_DRAW_FPS))
         rest_drawn = -rest_every  # frame index of the last rest pose drawn
         while True:
             await self._wake.wait()
@@ -208,7 +197,7 @@ class Stage:
 
     async def _clock(self) -> None:
         loop = asyncio.get_running_loop()
-        period = 1.0 / self.studio.fps
+        period = 1.0 / self.shared.fps
         start, index = loop.time(), 0
         while True:
             if not self._watched.is_set():  # nobody connected (an abandoned offer): cost nothing
@@ -238,29 +227,29 @@ class Stage:
 
 
 class ViewerTrack(MediaStreamTrack):
-    """One viewer's video: the stage's encoded packets, from a keyframe on, in a bounded queue."""
+    """One viewer's video: the stream's encoded packets, from a keyframe on, in a bounded queue."""
 
     kind = "video"
 
-    def __init__(self, stage: Stage) -> None:
+    def __init__(self, stream: VideoStream) -> None:
         super().__init__()
-        self.stage = stage
+        self.stream = stream
         self.dropped = 0  # packets thrown away because this viewer fell behind
         self._queue: deque[av.Packet] = deque()
         self._ready = asyncio.Event()
         self._synced = False  # a keyframe has been queued since (re)joining
-        self.is_connected = False  # its peer connection is up (until then the stage need not draw for it)
+        self.is_connected = False  # its peer connection is up (until then the stream need not draw for it)
 
     def connect(self) -> None:
         self.is_connected = True
-        self.stage.connected()
+        self.stream.connected()
 
     def put(self, packet: av.Packet) -> None:
         if len(self._queue) >= _QUEUE:  # the sender is stuck: start again at the next keyframe
             self.dropped += len(self._queue)
             self._queue.clear()
             self._synced = False
-            self.stage.request_keyframe()
+            self.stream.request_keyframe()
         if not self._synced and not packet.is_keyframe:
             return
         self._synced = True
@@ -279,5 +268,5 @@ class ViewerTrack(MediaStreamTrack):
         super().stop()
         self._ready.set()
         self.is_connected = False
-        self.stage.viewers.discard(self)
-        self.stage._unwatched()
+        self.stream.viewers.discard(self)
+        self.stream._unwatched()

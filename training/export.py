@@ -3,7 +3,7 @@
 Two graphs, tensor-only I/O (engines.manifest names them):
   encoder  tokens, lang → the model's Memory flattened to tensors, and the initial read position;
   decoder  one `SignLLM.step`: previous frame + memory + cache → next frame + the grown cache.
-The wrappers only flatten/unflatten `Memory` and `Cache`; the maths is `engines.model`'s.
+The graphs are `engines.graphs`' wrappers (the torch runtime runs the same); the maths is `engines.model`'s.
 Batch, token count and cache length are dynamic axes (exported with batch > 1 so they stay so).
 """
 
@@ -17,9 +17,9 @@ import warnings
 from pathlib import Path
 
 import torch
-import typer
-from torch import Tensor, nn
+from torch import nn
 
+from engines.graphs import DecoderGraph, EncoderGraph
 from engines.manifest import (
     DECODER_INPUTS,
     DECODER_OUTPUTS,
@@ -31,35 +31,11 @@ from engines.manifest import (
     sha256_of,
     write_manifest,
 )
-from engines.model import CONFIG, WEIGHTS, Cache, Memory, SignLLM, load_model, save_model
+from engines.model import CONFIG, WEIGHTS, SignLLM, load_model, save_model
 
 TOKENIZER = "tokenizer.model"
 ENCODER_FILE, DECODER_FILE = "encoder.onnx", "decoder.onnx"
 OPSET = 18
-
-
-class EncoderGraph(nn.Module):
-    def __init__(self, model: SignLLM) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, tokens: Tensor, lang: Tensor) -> tuple[Tensor, ...]:
-        mem = self.model.encode(tokens, lang)
-        kappa0 = self.model.start(mem).kappa
-        return mem.cross_k, mem.cross_v, mem.bias, mem.n_tokens, mem.group, kappa0
-
-
-class DecoderGraph(nn.Module):
-    def __init__(self, model: SignLLM) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, frame: Tensor, cross_k: Tensor, cross_v: Tensor, mem_bias: Tensor, n_tokens: Tensor,
-                group: Tensor, cache_k: Tensor, cache_v: Tensor, cache_bias: Tensor, kappa: Tensor,
-                pos: Tensor) -> tuple[Tensor, ...]:
-        out, c = self.model.step(frame, Memory(cross_k, cross_v, mem_bias, n_tokens, group),
-                                 Cache(cache_k, cache_v, cache_bias, kappa, pos))
-        return out, c.k, c.v, c.bias, c.kappa, c.pos
 
 
 def example_inputs(model: SignLLM, batch: int = 2, tokens: int = 5, cached: int = 3) -> tuple[tuple, tuple]:
@@ -170,7 +146,6 @@ def export_engine(checkpoint: str | Path, out: str | Path, fps: float = 25.0, ma
     return out
 
 
-
 def _training_record(checkpoint: Path) -> dict:
     """What the training run left next to the checkpoint: its summary, and the files (config,
     metrics, log) by digest, so an engine names exactly the run its weights came from."""
@@ -186,29 +161,3 @@ def _training_record(checkpoint: Path) -> dict:
     if files:
         record["files"] = files
     return record
-
-
-export_app = typer.Typer(add_completion=False, help="Export a SignLLM checkpoint to an engine folder.")
-
-
-@export_app.command()
-def export(
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="checkpoint folder (model.json, model.safetensors, tokenizer.model)"),
-    out: Path = typer.Option(..., "--out", help="engine folder to write, e.g. engines/NAME"),
-    fp16: bool = typer.Option(False, "--fp16", help="fp16 weights for torch and fp16 TensorRT plans (ONNX stays fp32)"),
-    tensorrt: bool = typer.Option(False, "--tensorrt", help="also build TensorRT plans (needs tensorrt and a GPU)"),
-    letters: Path = typer.Option(None, "--letters", help="fingerspelling lexicon folder (or .npz) to pack into the engine"),
-    fps: float = typer.Option(25.0, "--fps", help="frame rate the model was trained at"),
-    max_frames: int = typer.Option(400, "--max-frames", help="generation cap per word"),
-    name: str = typer.Option(None, "--name", help="engine name in engine.json (default: the folder's name)"),
-) -> None:
-    """Write an engine folder: engine.json, tokenizer, encoder/decoder ONNX graphs (+ plans)."""
-    from engines.errors import SignStreamError
-
-    try:
-        folder = export_engine(checkpoint, out, fps, max_frames, fp16, tensorrt, letters, name)
-    except (SignStreamError, FileNotFoundError) as exc:
-        code = exc.code if isinstance(exc, SignStreamError) else "file_not_found"
-        typer.echo(f"error [{code}]: {exc}", err=True)
-        raise typer.Exit(2)
-    typer.echo(json.dumps({"engine": str(folder), **{p.name: p.stat().st_size for p in sorted(folder.iterdir())}}))
