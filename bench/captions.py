@@ -108,8 +108,14 @@ def play(cfg: Config, timed: list[tuple[float, str]], language: str, scheduler: 
         elif msg.type == "error":
             errors.append({"code": f["code"], "message": f["message"]})
 
+    class Viewer:  # the session's outlet (server/protocol.py:Outlet): what a client would get
+        put = staticmethod(receive)
+
+        def end(self, code: int) -> None:
+            pass
+
     engine = EngineLoop(scheduler, Metrics())
-    session = Session(1, cfg, engine, Metrics(), receive, lambda code: None, authed=True)
+    session = Session(1, cfg, engine, Metrics(), Viewer(), authed=True)
     session.feed(Hello(language=language), 0.0)
     starts = [math.ceil(t * fps - 1e-6) for t, _ in timed]
     last = max(starts) if starts else 0

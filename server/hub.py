@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sized
-from typing import Callable, Protocol
+from typing import Protocol
 
 from engines.loader import open_scheduler
 from server.allocator import Trimmer
@@ -14,7 +14,7 @@ from server.cluster.node import Cluster
 from server.config import Config
 from server.engine_loop import EngineLoop
 from server.metrics import Metrics
-from server.protocol import ServerMessage
+from server.protocol import Outlet
 from server.session import CLOSE_GOING_AWAY, Session
 from server.transports.channels import Channels
 
@@ -46,9 +46,9 @@ class Hub:
         m.watch_queue("outbox", lambda: sum(len(o.items) for o in self.outboxes.values()))
         m.watch_queue("engine", lambda: self.engine.scheduler.live)
 
-    def open_session(self, send: Callable[[ServerMessage], None], end: Callable[[int], None], authed: bool) -> Session:
+    def open_session(self, out: Outlet, authed: bool) -> Session:
         self._next_id += 1
-        session = Session(self._next_id, self.cfg, self.engine, self.metrics, send, end, authed)
+        session = Session(self._next_id, self.cfg, self.engine, self.metrics, out, authed)
         self.sessions[session.id] = session
         self.metrics.sessions.set(len(self.sessions))
         return session

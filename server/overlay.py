@@ -97,10 +97,10 @@ class CuePlayer:
         self._frame: PoseFrame | None = None
         self._stray: list[dict[str, str]] = []  # error replies outside any cue (none expected)
         self.engine = EngineLoop(scheduler, Metrics())
-        self.session = Session(1, cfg, self.engine, Metrics(), self._receive, lambda code: None, authed=True)
+        self.session = Session(1, cfg, self.engine, Metrics(), self, authed=True)  # the overlay is its outlet
         self.session.feed(Hello(language=language), 0.0)
 
-    def _receive(self, msg: ServerMessage) -> None:
+    def put(self, msg: ServerMessage) -> None:
         """What the session sends its client: pose frames, unit, unit_status, error."""
         if isinstance(msg, PoseFrame):
             self._frame = msg
@@ -120,6 +120,9 @@ class CuePlayer:
                 self._feeding.refused = error
             else:
                 self._stray.append(error)
+
+    def end(self, code: int) -> None:
+        """A file has no connection to close: the session ends with its last frame."""
 
     def frames(self) -> Iterator[PoseFrame]:
         """One pose frame per output frame, until the last cue's end has passed, every unit has

@@ -12,7 +12,7 @@ import json
 import math
 import struct
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -453,6 +453,17 @@ class RotationFrame:
 
 
 ServerMessage = PoseFrame | RotationFrame | Message
+
+
+class Outlet(Protocol):
+    """Where a session's output goes: the one hand-off from a session to whatever carries it to
+    clients (a /ws outbox, a channel's members, a WebRTC peer, a file being rendered)."""
+
+    def put(self, msg: ServerMessage) -> None:
+        """Every server message, frames included; never blocks."""
+
+    def end(self, code: int) -> None:
+        """The stream is over: flush what was put, then close with `code`."""
 
 
 def error_message(code: str, message: str) -> Message:

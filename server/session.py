@@ -1,9 +1,10 @@
 """One live session: caption ingest → segmenter → engine (shared) → motion timeline → outputs.
 
 The session knows nothing of its transport. A transport feeds it raw client messages
-(`handle`), runs its frame clock (`run`), and gives it two callables: `send` (queue a server
-message; never blocks) and `end` (flush and close the connection with a close code). The
-WebSocket transport and server/transports/channels.py (for WebRTC viewers and channels) do this.
+(`handle`), runs its frame clock (`run`), and gives it an `Outlet` (server/protocol.py): `put` a
+server message, frames included (never blocks), `end` (flush and close with a close code). The
+/ws outbox (server/transports/websocket.py) and a channel (server/transports/channels.py, for
+WebRTC viewers and shared channels) are outlets.
 
 Every committed unit ends with exactly one unit_status: signed / fingerspelled / shown_as_text
 after it played, shown_as_text when the backlog policy skips it, cancelled after a correction,
@@ -30,7 +31,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Literal
+from typing import Literal
 
 from engines.engine import Segment, outcome
 from engines.frame import PoseFrame
@@ -48,6 +49,7 @@ from server.protocol import (
     Format,
     Hello,
     Message,
+    Outlet,
     Ping,
     ProtocolError,
     ServerMessage,
@@ -61,6 +63,19 @@ State = Literal["pending", "live", "done"]  # done: every frame generated, or no
 CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
+
+
+class _Nowhere:
+    """The outlet of a closed session: its connection is gone."""
+
+    def put(self, msg: ServerMessage) -> None:
+        pass
+
+    def end(self, code: int) -> None:
+        pass
+
+
+_NOWHERE = _Nowhere()
 
 
 @dataclass
@@ -97,14 +112,13 @@ class _Bucket:
 
 
 class Session:
-    def __init__(self, sid: int, cfg: Config, engine: EngineLoop, metrics: Metrics,
-                 send: Callable[[ServerMessage], None], end: Callable[[int], None], authed: bool) -> None:
+    def __init__(self, sid: int, cfg: Config, engine: EngineLoop, metrics: Metrics, out: Outlet,
+                 authed: bool) -> None:
         self.id = sid
         self.cfg = cfg
         self.engine = engine
         self.metrics = metrics
-        self._send = send
-        self._end = end
+        self._out = out
         self.fps = float(cfg.video.fps)
         live = cfg.live
         self.timeline = Timeline(self.fps, live.transition_s, live.rest_transition_s, live.hold_s)
@@ -186,7 +200,7 @@ class Session:
             if msg.idle_frames is not None:
                 self.idle_frames = msg.idle_frames
         elif isinstance(msg, Ping):
-            self._send(Message("pong"))
+            self._out.put(Message("pong"))
 
     def _hello(self, msg: Hello) -> None:
         if msg.channel is not None:  # a transport joins channels (server/transports/channels.py) before any session
@@ -201,7 +215,7 @@ class Session:
             self.language = self._language(msg.language)
         self.format, self.idle_frames, self.greeted = msg.format, msg.idle_frames, True
         self._wake.set()
-        self._send(self.ready_message())
+        self._out.put(self.ready_message())
 
     def ready_message(self) -> Message:
         return Message("ready", {"version": VERSION, "session": self.id, "language": self.language,
@@ -215,7 +229,7 @@ class Session:
 
     def error(self, code: str, message: str) -> None:
         self.metrics.errors.labels(code).inc()
-        self._send(error_message(code, message))
+        self._out.put(error_message(code, message))
 
     # --- units --------------------------------------------------------------------------------
 
@@ -246,7 +260,7 @@ class Session:
                 self.pending.append(unit)
                 self._unreported.append(unit.id)
                 self.metrics.units_committed.inc()
-                self._send(Message("unit", {"unit": unit.id, "caption": unit.caption, "text": unit.text,
+                self._out.put(Message("unit", {"unit": unit.id, "caption": unit.caption, "text": unit.text,
                                             "language": unit.language, "segments": [asdict(s) for s in segments]}))
             elif isinstance(action, Cancel):
                 self._cancel(action.unit, action.reason)
@@ -294,7 +308,7 @@ class Session:
 
     def _emit(self, msg: Message) -> None:
         if msg.type != "unit_status":
-            self._send(msg)
+            self._out.put(msg)
             return
         uid = msg.fields["unit"]
         if uid not in self.units or uid in self._due:
@@ -312,7 +326,7 @@ class Session:
     def _send_status(self, uid: int, msg: Message) -> None:
         self.units.pop(uid, None)
         self.metrics.units.labels(msg.fields["status"]).inc()
-        self._send(msg)
+        self._out.put(msg)
 
     def _played(self, unit: _Unit) -> None:
         status = outcome(unit.segments)
@@ -432,7 +446,7 @@ class Session:
                 unit.shown_words = max(unit.shown_words, frame.segment + 1)
             self._active_at = now
         if self.idle_frames or frame.kind != "rest":
-            self._send(frame)
+            self._out.put(frame)
             self.metrics.frames_sent.inc()
         for msg in events:
             self._emit(msg)
@@ -478,7 +492,7 @@ class Session:
         if self.ended:
             return
         self.accepting = False
-        self._send(Message("closing", {"reason": "server shutting down", "grace_s": grace_s}))
+        self._out.put(Message("closing", {"reason": "server shutting down", "grace_s": grace_s}))
         self._apply(self.segmenter.flush())
         deadline = time.monotonic() + grace_s
         while self.units and time.monotonic() < deadline and not self.ended:
@@ -500,11 +514,11 @@ class Session:
         if not self.ended:
             self.ended = True
             self._wake.set()
-            self._end(code)
+            self._out.end(code)
 
     def close(self) -> None:
         """The connection is gone: stop everything; units cut off count as cancelled."""
         self.ended = True
         self._wake.set()
-        self._send = lambda msg: None
+        self._out = _NOWHERE
         self._abandon("cancelled", "connection closed")

@@ -31,11 +31,14 @@ class Stream:
         self.on_screen: dict[int, set[int]] = {}  # unit → segments that had a frame on screen
         self.captions: dict[str, str] = {}  # line → its latest text
         self.engine = EngineLoop(scheduler, Metrics())
-        self.session = Session(1, self.cfg, self.engine, Metrics(), self._receive, lambda code: None, authed=True)
+        self.session = Session(1, self.cfg, self.engine, Metrics(), self, authed=True)  # the stream is its outlet
         self.session.feed(Hello(language=language, idle_frames=False), 0.0)
         self.index = 0
 
-    def _receive(self, msg: ServerMessage) -> None:
+    def end(self, code: int) -> None:
+        pass
+
+    def put(self, msg: ServerMessage) -> None:
         if isinstance(msg, PoseFrame):
             if msg.unit and msg.segment >= 0:
                 self.on_screen.setdefault(msg.unit, set()).add(msg.segment)

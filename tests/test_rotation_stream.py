@@ -148,7 +148,7 @@ def test_a_client_that_falls_behind_loses_its_oldest_frames():
     oldest (stale) ones, never the newest, and never a unit message; the channel is not held up."""
     async def main():
         metrics = Metrics()
-        outbox = _Outbox(None, lambda: "binary", 4, 1 << 20, metrics, lambda: None)  # type: ignore[arg-type]
+        outbox = _Outbox(None, lambda: "binary", 4, 1 << 20, metrics)  # type: ignore[arg-type]
         quats = np.tile(np.array([0, 0, 0, 1], np.float32), (38, 1))
         for i in range(20):
             outbox.put(RotationFrame(0, -1, i, i / 25, "rest", quats, np.zeros(3, np.float32)))

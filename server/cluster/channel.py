@@ -147,10 +147,10 @@ class ClusterChannel(Channel):
 
     # --- the owner's messages, to its members and out on the bus -------------------------------
 
-    def _broadcast(self, msg: ServerMessage) -> None:
+    def put(self, msg: ServerMessage) -> None:
         if isinstance(msg, Message) and msg.type == "ready" and self._replying is None:
             return  # the session's answer to its own opening hello (members already have ready)
-        super()._broadcast(msg)
+        super().put(msg)
         if isinstance(msg, Message):
             self._track(msg)
         if not self.owner or not self.cluster.bus.up:
@@ -171,12 +171,12 @@ class ClusterChannel(Channel):
         if self.owner and self._remote_demand()[1]:
             self.cluster.bus.publish(self._out, wire.rotations(frame))
 
-    def _ended(self, code: int) -> None:
+    def end(self, code: int) -> None:
         if self.hub.closing and code == CLOSE_GOING_AWAY:
             self.cluster.release(self.lease)  # the channel goes on elsewhere, now rather than after the TTL
         elif self.owner:
             self.cluster.bus.publish(self._out, wire.ended(code))
-        super()._ended(code)
+        super().end(code)
 
     def _track(self, msg: Message) -> None:
         """Units begun and not ended, wherever they were signed: what a new owner reports `owner_lost`."""
@@ -200,11 +200,11 @@ class ClusterChannel(Channel):
                 member.put(Message("ready", dict(msg.fields)))
             self._waiting.clear()
         elif isinstance(msg, wire.Ended):
-            super()._ended(msg.code)
+            super().end(msg.code)
         elif isinstance(msg, RotationFrame):
             super()._rotated(msg)
         elif isinstance(msg, (PoseFrame, Message)):
-            super()._broadcast(msg)
+            super().put(msg)
             if isinstance(msg, Message):
                 self._track(msg)
 
@@ -228,7 +228,7 @@ class ClusterChannel(Channel):
 
     def end_members(self, code: int) -> None:
         """Close this process's members (its server shuts down); the channel goes on elsewhere."""
-        super()._ended(code)
+        super().end(code)
 
     def bus_state(self, up: bool) -> None:
         """Redis went away (every member hears it) or came back (the next beat claims and resumes)."""
@@ -299,7 +299,7 @@ class ClusterChannel(Channel):
         self.owner = True
         self.cluster.owned(self, True)
         for fields in list(self._open_units.values()):  # the old owner's units in flight: say why they ended
-            self._broadcast(_owner_lost(fields))
+            self.put(_owner_lost(fields))
         language = self._ready.get("language") if self._ready else self.language
         super().start(language)
         self.session.continue_after(self._last_unit)
@@ -314,7 +314,7 @@ class ClusterChannel(Channel):
         """Another process holds the lease (this one was cut off from Redis past the TTL): relay."""
         log.warning("cluster: %s lost channel %r", self.cluster.process, self.name)
         for fields in list(self._open_units.values()):  # to this process's members; the new owner tells the rest
-            Channel._broadcast(self, _owner_lost(fields))
+            Channel.put(self, _owner_lost(fields))
         self._open_units.clear()
         self._stop_session()
         self.owner = False

@@ -16,13 +16,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from typing import TYPE_CHECKING, Callable, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from prometheus_client import Gauge
 
 from server.config import Config
 from server.metrics import Metrics
-from server.protocol import ClientMessage, Message, PoseFrame, RotationFrame, ServerMessage
+from server.protocol import ClientMessage, Message, Outlet, PoseFrame, RotationFrame, ServerMessage
 from server.rotation_stream import RotationStream, rotation_rig
 from server.session import Session
 from server.transports.video import RGB, VideoRenderer, VideoStream, ViewerTrack
@@ -41,20 +41,15 @@ class Host(Protocol):
     metrics: Metrics
     cluster: Cluster | None  # named channels shared with other servers (server/cluster/), or None
 
-    def open_session(self, send: Callable[[ServerMessage], None], end: Callable[[int], None], authed: bool
-                     ) -> Session: ...
+    def open_session(self, out: Outlet, authed: bool) -> Session: ...
     def close_session(self, session: Session) -> None: ...
 
 
-class Member(Protocol):
-    """A client of a channel, as its transport sees it."""
+class Member(Outlet, Protocol):
+    """A client of a channel, as its transport sees it: an outlet (`end`: the channel's session
+    ended; flush, close with the code, then leave the channel)."""
 
     wants_poses: bool  # pose frames as messages (a /ws client); WebRTC viewers get video instead
-
-    def put(self, msg: ServerMessage) -> None: ...
-
-    def end(self, code: int) -> None:
-        """The channel's session ended: flush and close with `code` (then leave the channel)."""
 
 
 def watch_clock(task: asyncio.Task, session: Session) -> asyncio.Task:
@@ -86,7 +81,7 @@ class Channel:
     def start(self, language: str | None) -> None:
         """Open the channel's session and run its frame clock (a cluster channel: once it owns the channel)."""
         # Tokens were checked by the transport that let the client in.
-        self.session = self.host.open_session(self._broadcast, self._ended, authed=True)
+        self.session = self.host.open_session(self, authed=True)  # the channel is its session's outlet
         self.session.handle(json.dumps({"type": "hello", **({"language": language} if language else {})}))
         self._clock = watch_clock(asyncio.create_task(self.session.run()), self.session)
 
@@ -139,7 +134,8 @@ class Channel:
         self.host.close_session(self.session)
         self.channels.forget(self)
 
-    def _broadcast(self, msg: ServerMessage) -> None:
+    def put(self, msg: ServerMessage) -> None:
+        """The session's output to the members: frames to those that want them, replies to the asker."""
         if isinstance(msg, PoseFrame):
             if self.video is not None:
                 self.video.push(msg)
@@ -175,7 +171,7 @@ class Channel:
             if getattr(m, "wants_rotations", False):
                 m.put(frame)
 
-    def _ended(self, code: int) -> None:
+    def end(self, code: int) -> None:
         for m in list(self.members):
             m.end(code)
 

@@ -59,11 +59,14 @@ class _Outbox:
       budget makes one `rate_limited` reply per drain, not one per message;
     - everything else (ready, unit, unit_status, closing, the first error of each code) is kept: it
       is encoded now and its bytes counted, and once they pass `max_bytes` the client is hopeless:
-      the queue is replaced by one `slow_client` error and the connection is ended (`on_hopeless`).
+      the queue is replaced by one `slow_client` error and the connection is ended (close 1008).
+
+    It is the session's outlet (server/protocol.py:Outlet): `end` remembers the close code and wakes
+    the connection, which flushes and closes.
     """
 
     def __init__(self, ws: web.WebSocketResponse, session_format: Callable[[], Format], max_frames: int,
-                 max_bytes: int, metrics: Metrics, on_hopeless: Callable[[], None]) -> None:
+                 max_bytes: int, metrics: Metrics) -> None:
         self.ws = ws
         # Frames as they are; the others encoded, with their tag (an error's code) for the policy.
         self.items: deque[PoseFrame | RotationFrame | tuple[str | None, str]] = deque()
@@ -73,7 +76,8 @@ class _Outbox:
         self.max_bytes = max_bytes
         self._format = session_format
         self._metrics = metrics
-        self._on_hopeless = on_hopeless
+        self.code: int | None = None  # the close code, once ended
+        self.ended = asyncio.Event()
         self._waiting: set[str] = set()  # error codes queued and not sent yet
         self._ready = asyncio.Event()
         self.closed = False
@@ -129,7 +133,11 @@ class _Outbox:
         self.items.append(("slow_client", text))
         self.bytes = len(text)
         self.closed = True  # nothing more is queued
-        self._on_hopeless()
+        self.end(CLOSE_POLICY)
+
+    def end(self, code: int) -> None:
+        self.code = code
+        self.ended.set()
 
     async def run(self) -> None:
         while True:
@@ -206,23 +214,22 @@ async def _connection(hub: Hub, ws: web.WebSocketResponse, request: web.Request,
         await _channel_member(hub, ws, request, hello, authed)
         return
 
-    ending = _Ending()
     session: Session | None = None
     outbox = _Outbox(ws, lambda: session.format if session else "json", hub.cfg.live.outbox_frames,
-                     limits.outbox_bytes, hub.metrics, lambda: ending(CLOSE_POLICY))
-    session = hub.open_session(outbox.put, ending, authed)
+                     limits.outbox_bytes, hub.metrics)
+    session = hub.open_session(outbox, authed)
     hub.outboxes[session.id] = outbox
     clock = watch_clock(asyncio.create_task(session.run()), session)
     deadline = asyncio.create_task(_hello_deadline(session, connected + limits.hello_timeout_s))
     try:
         _handle_safely(session.handle, session.error, first.data)
-        await _pump(ws, outbox, session.handle, session.error, ending, hub.turn)
+        await _pump(ws, outbox, session.handle, session.error, hub.turn)
     finally:
         clock.cancel()
         deadline.cancel()
         session.close()
         hub.close_session(session)
-        await _close(ws, request, ending.code)
+        await _close(ws, request, outbox.code)
 
 
 async def _hello_deadline(session: Session, at: float) -> None:
@@ -234,27 +241,15 @@ async def _hello_deadline(session: Session, at: float) -> None:
         session.finish(CLOSE_POLICY)
 
 
-class _Ending:
-    """The session's end callback: remembers the close code and wakes the connection."""
-
-    def __init__(self) -> None:
-        self.code: int | None = None
-        self.event = asyncio.Event()
-
-    def __call__(self, code: int) -> None:
-        self.code = code
-        self.event.set()
-
-
 async def _pump(ws: web.WebSocketResponse, outbox: _Outbox, handle: Callable[[str | bytes], None],
-                report: Callable[[str, str], None], ending: _Ending, turn: asyncio.Lock) -> None:
+                report: Callable[[str, str], None], turn: asyncio.Lock) -> None:
     """Client messages in, outbox out, until the client goes or the session ends (then flush)."""
     writer = asyncio.create_task(outbox.run())
     reader = asyncio.create_task(_read(ws, handle, report, turn))
-    waiter = asyncio.create_task(ending.event.wait())
+    waiter = asyncio.create_task(outbox.ended.wait())
     try:
         await asyncio.wait([reader, waiter, writer], return_when=asyncio.FIRST_COMPLETED)
-        if ending.event.is_set():
+        if outbox.ended.is_set():
             await _flush(outbox)
     finally:
         outbox.closed = True
@@ -289,11 +284,10 @@ def _channel_hello(raw: str | bytes, max_bytes: int) -> Hello | None:
 class _Member:
     """A /ws client of a channel: every message of the channel, pose (or rotation) frames in its own format."""
 
-    def __init__(self, outbox: _Outbox, fmt: Format, end: Callable[[int], None], hello: Hello | None = None,
+    def __init__(self, outbox: _Outbox, fmt: Format, hello: Hello | None = None,
                  ready_rotations: Callable[[], dict] | None = None) -> None:
         self.outbox = outbox
         self.format = fmt
-        self._end = end
         self.wants_rotations = hello is not None and hello.frames == "rotations"
         self.wants_poses = not self.wants_rotations
         self._ready_rotations = ready_rotations
@@ -305,7 +299,7 @@ class _Member:
         self.outbox.put(msg)
 
     def end(self, code: int) -> None:
-        self._end(code)
+        self.outbox.end(code)
 
     def error(self, code: str, message: str) -> None:
         """An error answering this client's own message: to this client only."""
@@ -326,10 +320,9 @@ async def _channel_member(hub: Hub, ws: web.WebSocketResponse, request: web.Requ
         await ws.send_str(encode(error_message(refuse[0], refuse[1]), "json"))
         await _close(ws, request, refuse[2])
         return
-    ending = _Ending()
     outbox = _Outbox(ws, lambda: member.format, hub.cfg.live.outbox_frames, hub.cfg.limits.outbox_bytes,
-                     hub.metrics, lambda: ending(CLOSE_POLICY))
-    member = _Member(outbox, hello.format, ending, hello, lambda: rotation_rig(hub.cfg).ready)
+                     hub.metrics)
+    member = _Member(outbox, hello.format, hello, lambda: rotation_rig(hub.cfg).ready)
     outbox.transport = request.transport if member.wants_rotations else None
     channel = hub.channels.open(hello.channel, hello.language)
     channel.join(member)  # its ready goes to this client
@@ -340,10 +333,10 @@ async def _channel_member(hub: Hub, ws: web.WebSocketResponse, request: web.Requ
             member.format = msg.format
 
     try:
-        await _pump(ws, outbox, handle, member.error, ending, hub.turn)
+        await _pump(ws, outbox, handle, member.error, hub.turn)
     finally:
         channel.leave(member)
-        await _close(ws, request, ending.code)
+        await _close(ws, request, outbox.code)
 
 
 async def _flush(outbox: _Outbox, timeout: float = 2.0) -> None:
