@@ -61,14 +61,40 @@ def start_redis(port: int) -> subprocess.Popen:
     raise RuntimeError("redis-server did not start")
 
 
+def start_janus(workdir: Path, port: int) -> subprocess.Popen:
+    """Janus with deploy/janus's config, its HTTP API on 127.0.0.1:port (log in workdir/janus.log);
+    returns once the API answers."""
+    folder = workdir / "janus"
+    folder.mkdir(exist_ok=True)
+    for src in (ROOT / "deploy" / "janus").glob("*.jcfg"):
+        (folder / src.name).write_text(re.sub(r"(?m)^(\s*port = )\d+", rf"\g<1>{port}", src.read_text()))
+    log = (workdir / "janus.log").open("w")
+    proc = subprocess.Popen(["janus", "-F", str(folder), "-C", str(folder / "janus.jcfg")], stdout=log, stderr=log)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                s.sendall(b"GET /janus/info HTTP/1.0\r\n\r\n")
+                if b"server_info" in s.recv(4096):
+                    return proc
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"janus did not start: {(workdir / 'janus.log').read_text()[-2000:]}")
+
+
 def start_server(workdir: Path, redis_port: int, name: str, lease_ttl_s: float = 3.0,
-                 max_sessions: int = 256) -> tuple[subprocess.Popen, str]:
-    """`signstream serve` with the shipped config in cluster mode (its log in workdir/NAME.log);
-    returns the process and its URL once it listens."""
+                 max_sessions: int = 256, janus: str = "") -> tuple[subprocess.Popen, str]:
+    """`signstream serve` with the shipped config in cluster mode (its log in workdir/NAME.log), its
+    channels' video through Janus when `janus` names its HTTP API; returns the process and its URL
+    once it listens."""
     text = (ROOT / "config.toml").read_text()
     for key, value in {"host": '"127.0.0.1"', "max_sessions": max_sessions,
                        "redis": f'"redis://127.0.0.1:{redis_port}/0"', "lease_ttl_s": lease_ttl_s,
-                       "process": f'"{name}"'}.items():
+                       "process": f'"{name}"', "janus": f'"{janus}"'}.items():
         text = re.sub(rf"(?m)^{key} = .*$", f"{key} = {value}", text)
     cfg = workdir / f"{name}.toml"
     cfg.write_text(text)

@@ -71,6 +71,7 @@ class ClusterChannel(Channel):
         self._remote: dict[str, tuple[float, bool, bool]] = {}  # other processes' demand: until, poses, rotations
         self._open_units: dict[int, dict] = {}  # units begun and not ended: their `unit` fields
         self._last_unit = 0
+        self._publishing: asyncio.Task | None = None  # the owner's video into Janus ([cluster] janus)
         super().__init__(channels, name, language)
         self.lease = Lease(cluster.bus, cluster.key(name, "owner"), cluster.process, cluster.cfg.lease_ttl_s)
         self._out, self._in = cluster.key(name, "out"), cluster.key(name, "in")
@@ -139,6 +140,7 @@ class ClusterChannel(Channel):
         if self.owner:
             self._stop_session()
             self.cluster.release(self.lease)
+        self._unpublish()
         if self.video is not None:
             self.video.stop()
             self.video = None
@@ -305,6 +307,8 @@ class ClusterChannel(Channel):
         self.session.continue_after(self._last_unit)
         self._rotations_as_needed()
         self._publish_state()
+        if self.cluster.sfu is not None:
+            self._publishing = asyncio.create_task(self._publish_video())
         for member in self._waiting:
             self.members.add(member)
             member.put(self.session.ready_message())
@@ -317,9 +321,37 @@ class ClusterChannel(Channel):
             Channel._broadcast(self, _owner_lost(fields))
         self._open_units.clear()
         self._stop_session()
+        self._unpublish()
         self.owner = False
         self.cluster.owned(self, False)
         self.rotations = None
+
+    async def _publish_video(self) -> None:
+        """The owner's one render of the channel, published into Janus for every server's viewers.
+        For as long as it owns the channel, viewers or not: a subscriber's picture does not wait
+        for a publisher to start, and a new owner needs no word of who watches to take over."""
+        sfu = self.cluster.sfu
+        assert sfu is not None and self.name is not None
+        renderer = await sfu.renderer()
+        track = self.watch(renderer, self.hub.cfg.webrtc.codec, None)
+        try:
+            publisher = await sfu.publish(self.name, track)
+        except asyncio.CancelledError:
+            track.stop()
+            raise
+        except Exception:
+            log.exception("cluster: channel %r could not publish its video into Janus", self.name)
+            track.stop()
+            return
+        try:
+            await asyncio.Future()  # until the channel is lost or closed (cancelled)
+        finally:
+            await publisher.close()
+
+    def _unpublish(self) -> None:
+        if self._publishing is not None:
+            self._publishing.cancel()
+            self._publishing = None
 
     def _stop_session(self) -> None:
         if self.session is None:

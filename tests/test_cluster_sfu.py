@@ -1,0 +1,130 @@
+"""Channel video through Janus (server/cluster/sfu.py, docs/cluster.md): a real janus, redis-server
+and two `signstream serve` processes on loopback. The owner publishes its one render; a viewer on
+the other server subscribes through that server's /sfu proxy and gets the owner's picture, which
+moves while a caption is signed, and that server renders nothing itself."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import aiohttp
+import numpy as np
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+
+from bench.cluster import free_port, start_janus, start_redis, start_server, stop_servers
+from server.client_cli import LiveClient
+from tests.test_cluster import TTL, Set, is_type, run, until
+
+pytestmark = [
+    pytest.mark.skipif(shutil.which("janus") is None, reason="janus is not installed (Debian package janus; scripts/setup.sh)"),
+    pytest.mark.skipif(shutil.which("redis-server") is None,
+                       reason="redis-server is not installed (Debian package redis-server; scripts/setup.sh)"),
+]
+
+
+@pytest.fixture
+def two_with_janus(tmp_path: Path) -> Iterator[Set]:
+    janus_port, redis_port = free_port(), free_port()
+    janus = start_janus(tmp_path, janus_port)
+    s = Set(start_redis(redis_port), redis_port)
+    try:
+        for i in range(2):
+            proc, url = start_server(tmp_path, redis_port, name=f"p{i}", lease_ttl_s=TTL,
+                                     janus=f"http://127.0.0.1:{janus_port}/janus")
+            s.procs.append(proc)
+            s.urls.append(url)
+        yield s
+    finally:
+        stop_servers(s.procs)
+        for proc in (s.redis, janus):
+            proc.kill()
+            proc.wait()
+
+
+class Subscriber:
+    """A viewer of the Janus path: Janus's offer through /sfu/offer, our answer through /sfu/answer."""
+
+    def __init__(self, pc: RTCPeerConnection, track: Any) -> None:
+        self.pc, self.track = pc, track
+
+    @classmethod
+    async def join(cls, http: aiohttp.ClientSession, url: str, channel: str) -> Subscriber:
+        async with http.post(f"{url}/sfu/offer", json={"channel": channel}) as r:
+            offer = await r.json()
+            assert r.status == 200 and offer["type"] == "offer", offer
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        tracks: asyncio.Queue = asyncio.Queue()
+        pc.on("track", tracks.put_nowait)
+        await pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        async with http.post(f"{url}/sfu/answer", json={"id": offer["id"], "type": "answer",
+                                                        "sdp": pc.localDescription.sdp}) as r:
+            assert r.status == 200, await r.text()
+        track = await asyncio.wait_for(tracks.get(), 10)
+        assert track.kind == "video"
+        return cls(pc, track)
+
+    async def picture(self) -> np.ndarray:
+        frame = await asyncio.wait_for(self.track.recv(), 20)
+        return frame.to_ndarray(format="rgb24").astype(np.int16)
+
+
+async def metric(http: aiohttp.ClientSession, url: str, name: str) -> float:
+    async with http.get(f"{url}/metrics") as r:
+        for line in (await r.text()).splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+    raise AssertionError(f"{name} not in {url}/metrics")
+
+
+def test_a_viewer_on_another_server_gets_the_owners_video_through_janus(two_with_janus):
+    async def main():
+        a, b = two_with_janus.urls
+        async with aiohttp.ClientSession() as http:
+            sender = await LiveClient.connect(http, a, channel="stage", idle_frames=False)
+            watcher = await LiveClient.connect(http, b, channel="stage", idle_frames=False)  # B's captions side
+            t0 = time.monotonic()
+            sub = await Subscriber.join(http, b, "stage")
+            try:
+                rest = await sub.picture()
+                first_frame_s = time.monotonic() - t0
+                assert rest.shape == (512, 512, 3)
+                await sender.caption("c1", "Hi, Bob!")
+                change = 0.0
+                while change < 8.0:  # the avatar moves in the picture B's viewer gets from Janus
+                    change = max(change, float(np.abs(await sub.picture() - rest).mean()))
+                await until(watcher, is_type("unit_status"))
+                assert await metric(http, a, "signstream_renders") == 1.0  # the owner's one render
+                assert await metric(http, b, "signstream_renders") == 0.0  # B renders nothing
+                assert await metric(http, b, "signstream_video_drawn") == 0.0
+                print(f"subscriber's first frame after /sfu/offer: {first_frame_s:.2f} s")
+            finally:
+                await sub.pc.close()
+                await sender.close()
+                await watcher.close()
+
+    run(main())
+
+
+def test_sfu_offer_refuses_bad_requests_and_a_channel_without_video(two_with_janus):
+    async def main():
+        b = two_with_janus.urls[1]
+        async with aiohttp.ClientSession() as http:
+            for body, status, code in (({}, 400, "bad_field"), ({"channel": ""}, 400, "bad_field")):
+                async with http.post(f"{b}/sfu/offer", json=body) as r:
+                    got = await r.json()
+                    assert r.status == status and got["code"] == code, got
+            async with http.post(f"{b}/sfu/answer", json={"id": "nope", "type": "answer", "sdp": "v=0"}) as r:
+                assert r.status == 404
+            started = time.monotonic()
+            async with http.post(f"{b}/sfu/offer", json={"channel": "empty"}) as r:  # nobody opened it
+                got = await r.json()
+                assert r.status == 503 and got["code"] == "no_video", got
+            assert time.monotonic() - started < 20
+
+    run(main())
