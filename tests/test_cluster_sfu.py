@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import signal
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -18,7 +19,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from bench.cluster import free_port, start_janus, start_redis, start_server, stop_servers
 from server.client_cli import LiveClient
-from tests.test_cluster import TTL, Set, is_type, run, until
+from tests.test_cluster import TTL, Set, health, is_type, run, until
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("janus") is None, reason="janus is not installed (Debian package janus; scripts/setup.sh)"),
@@ -126,5 +127,41 @@ def test_sfu_offer_refuses_bad_requests_and_a_channel_without_video(two_with_jan
                 got = await r.json()
                 assert r.status == 503 and got["code"] == "no_video", got
             assert time.monotonic() - started < 20
+
+    run(main())
+
+
+def test_after_the_owners_death_the_new_owner_publishes_and_a_viewer_subscribes_again(two_with_janus):
+    async def main():
+        a, b = two_with_janus.urls
+        async with aiohttp.ClientSession() as http:
+            sender = await LiveClient.connect(http, a, channel="hall", idle_frames=False)
+            watcher = await LiveClient.connect(http, b, channel="hall", idle_frames=False)
+            old = await Subscriber.join(http, b, "hall")
+            await old.picture()
+            two_with_janus.procs[0].send_signal(signal.SIGKILL)
+            killed = time.monotonic()
+            deadline = killed + 10 * TTL
+            while (await health(http, b))["cluster"]["owned"] != ["hall"]:
+                assert time.monotonic() < deadline, "B did not take the channel"
+                await asyncio.sleep(0.1)
+            # The new owner made the room anew: Janus hung up the old subscription.
+            while old.pc.connectionState not in ("closed", "failed"):
+                assert time.monotonic() < deadline + 20, f"the old subscription is still {old.pc.connectionState}"
+                await asyncio.sleep(0.1)
+            new = await Subscriber.join(http, b, "hall")
+            try:
+                rest = await new.picture()
+                resumed_s = time.monotonic() - killed
+                await watcher.caption("c2", "Hi, Bob!")
+                change = 0.0
+                while change < 8.0:
+                    change = max(change, float(np.abs(await new.picture() - rest).mean()))
+                assert await metric(http, b, "signstream_renders") == 1.0  # B renders now, once
+                print(f"SIGKILL of the owner → a new subscriber's first frame: {resumed_s:.2f} s")
+            finally:
+                await old.pc.close()
+                await new.pc.close()
+                await watcher.close()
 
     run(main())

@@ -43,6 +43,7 @@ _NO_ROOM, _ROOM_EXISTS = 426, 427  # VideoRoom error codes
 _FEED_WAIT_S = 10.0  # a subscriber waits this long for the owner's publisher (a channel just opened)
 _ANSWER_WAIT_S = 30.0  # a subscription whose answer never comes is dropped after this
 _KEEPALIVE_S = 15.0  # Janus drops a session silent for session_timeout (60 s in deploy/janus)
+_FEED_CHECK_S = 1.0  # how often a server checks that its subscribers' feeds are still published
 
 
 class JanusError(RuntimeError):
@@ -123,6 +124,7 @@ class Handle:
         self.path = f"/{janus.session}/{id}"
         self._waiting: dict[str, asyncio.Future] = {}
         self.on_hangup: Callable[[], None] = lambda: None
+        self.feed: tuple[str, Any] = ("", None)  # a subscriber's room and publisher
 
     async def request(self, body: dict[str, Any]) -> dict[str, Any]:
         """A synchronous VideoRoom request (create, destroy, listparticipants): its data."""
@@ -143,6 +145,7 @@ class Handle:
         return _plugin_data(event), event.get("jsep")
 
     def event(self, event: dict[str, Any]) -> None:
+        log.debug("janus: event %s", event)
         waiting = self._waiting.get(event.get("transaction", ""))
         if event.get("janus") == "event" and waiting is not None and not waiting.done():
             waiting.set_result(event)
@@ -184,6 +187,8 @@ class Sfu:
         self._started: asyncio.Task | None = None
         self._pending: dict[str, Handle] = {}  # subscriptions offered, their answer not yet in
         self._subscribers: set[Handle] = set()
+        self._checking: asyncio.Task | None = None
+        self._control: Handle | None = None
 
     async def _session(self) -> Janus:
         if self._started is None:
@@ -241,6 +246,7 @@ class Sfu:
             raise
         sub = secrets.token_urlsafe(12)
         self._pending[sub] = handle
+        handle.feed = (self.room(channel), feed)
         asyncio.get_running_loop().call_later(_ANSWER_WAIT_S, self._expire, sub)
         return sub, jsep["sdp"]
 
@@ -275,6 +281,32 @@ class Sfu:
         except BaseException:
             gone()
             raise
+        if self._checking is None or self._checking.done():
+            self._checking = asyncio.create_task(self._check_feeds())
+
+    async def _check_feeds(self) -> None:
+        """Hang up the subscribers whose feed is gone. A new owner makes the room anew, and Janus
+        leaves the old room's subscribers connected to nothing (a frozen picture, no event): detached,
+        their connection closes, and the page subscribes again to the new owner's feed."""
+        while self._subscribers:
+            await asyncio.sleep(_FEED_CHECK_S)
+            if self._control is None:
+                self._control = await self.janus.attach()  # for the checks: a subscriber's may go meanwhile
+            live: set[Any] = set()
+            for room in {h.feed[0] for h in self._subscribers}:
+                try:
+                    data = await self._control.request({"request": "listparticipants", "room": room})
+                except JanusError as exc:
+                    if exc.code != _NO_ROOM:  # only a room that is gone tells its feeds are
+                        live |= {h.feed for h in self._subscribers if h.feed[0] == room}
+                    continue
+                except (aiohttp.ClientError, asyncio.TimeoutError):
+                    live |= {h.feed for h in self._subscribers if h.feed[0] == room}  # Janus unreachable: wait
+                    continue
+                live |= {(room, p["id"]) for p in data.get("participants", []) if p.get("publisher")}
+            for sub in [h for h in self._subscribers if h.feed not in live]:
+                log.info("sfu: feed %s of room %r is gone: hanging its subscriber up", sub.feed[1], sub.feed[0])
+                sub.on_hangup()
 
     def _expire(self, sub: str) -> None:
         handle = self._pending.pop(sub, None)
@@ -282,6 +314,8 @@ class Sfu:
             asyncio.ensure_future(handle.detach())
 
     async def close(self, app: web.Application | None = None) -> None:
+        if self._checking is not None:
+            self._checking.cancel()
         if self._started is not None:
             await self.janus.close()
 
