@@ -1,7 +1,8 @@
 """Channel video through Janus (server/cluster/sfu.py, docs/cluster.md): a real janus, redis-server
 and two `signstream serve` processes on loopback. The owner publishes its one render; a viewer on
 the other server subscribes through that server's /sfu proxy and gets the owner's picture, which
-moves while a caption is signed, and that server renders nothing itself."""
+moves while a caption is signed, and that server renders nothing itself. Failover: the new owner publishes, the old subscription is
+hung up, a new one sees the new owner's picture."""
 
 from __future__ import annotations
 
@@ -54,7 +55,10 @@ class Subscriber:
         self.pc, self.track = pc, track
 
     @classmethod
-    async def join(cls, http: aiohttp.ClientSession, url: str, channel: str) -> Subscriber:
+    async def join(cls, http: aiohttp.ClientSession, url: str, channel: str, answer_to: str | None = None
+                   ) -> Subscriber:
+        """Subscribed through `url`; the answer goes to `answer_to` (another server behind the same
+        balancer) or to `url`."""
         async with http.post(f"{url}/sfu/offer", json={"channel": channel}) as r:
             offer = await r.json()
             assert r.status == 200 and offer["type"] == "offer", offer
@@ -63,7 +67,7 @@ class Subscriber:
         pc.on("track", tracks.put_nowait)
         await pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
         await pc.setLocalDescription(await pc.createAnswer())
-        async with http.post(f"{url}/sfu/answer", json={"id": offer["id"], "type": "answer",
+        async with http.post(f"{answer_to or url}/sfu/answer", json={"id": offer["id"], "type": "answer",
                                                         "sdp": pc.localDescription.sdp}) as r:
             assert r.status == 200, await r.text()
         track = await asyncio.wait_for(tracks.get(), 10)
@@ -90,7 +94,7 @@ def test_a_viewer_on_another_server_gets_the_owners_video_through_janus(two_with
             sender = await LiveClient.connect(http, a, channel="stage", idle_frames=False)
             watcher = await LiveClient.connect(http, b, channel="stage", idle_frames=False)  # B's captions side
             t0 = time.monotonic()
-            sub = await Subscriber.join(http, b, "stage")
+            sub = await Subscriber.join(http, b, "stage", answer_to=a)  # least_conn sends them anywhere
             try:
                 rest = await sub.picture()
                 first_frame_s = time.monotonic() - t0

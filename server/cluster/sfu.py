@@ -9,7 +9,7 @@ A viewer of any server subscribes through that server, which proxies the signall
 and the load balancer need only our origin. Janus, not the viewer, makes the offer:
 
   POST /sfu/offer  {"channel", "token"?}      → {"type": "offer", "sdp", "id"}   (Janus's offer)
-  POST /sfu/answer {"id", "type": "answer", "sdp"} → {"type": "started"}
+  POST /sfu/answer {"id", "type": "answer", "sdp"} → {"type": "started"}   (on any server)
 
 The page keeps its captions and statuses on /ws (the data channel of /offer has no place in a
 Janus subscription). On failover the new owner destroys the room (Janus hangs up every
@@ -24,7 +24,6 @@ import hmac
 import itertools
 import json
 import logging
-import secrets
 from typing import Any, Awaitable, Callable
 
 import aiohttp
@@ -39,9 +38,10 @@ from server.transports.webrtc import set_codec
 log = logging.getLogger(__name__)
 
 VIDEOROOM = "janus.plugin.videoroom"
-_NO_ROOM, _ROOM_EXISTS = 426, 427  # VideoRoom error codes
+_NO_ROOM = 426  # VideoRoom: no such room
+_NO_SESSION, _NO_HANDLE = 458, 459  # Janus API errors
 _FEED_WAIT_S = 10.0  # a subscriber waits this long for the owner's publisher (a channel just opened)
-_ANSWER_WAIT_S = 30.0  # a subscription whose answer never comes is dropped after this
+_ANSWER_WAIT_S = 30.0  # a subscription not connected this long after its offer is dropped
 _KEEPALIVE_S = 15.0  # Janus drops a session silent for session_timeout (60 s in deploy/janus)
 _FEED_CHECK_S = 1.0  # how often a server checks that its subscribers' feeds are still published
 
@@ -124,6 +124,7 @@ class Handle:
         self.path = f"/{janus.session}/{id}"
         self._waiting: dict[str, asyncio.Future] = {}
         self.on_hangup: Callable[[], None] = lambda: None
+        self.on_up: Callable[[], None] = lambda: None  # its WebRTC connection is up
         self.feed: tuple[str, Any] = ("", None)  # a subscriber's room and publisher
 
     async def request(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -149,6 +150,8 @@ class Handle:
         waiting = self._waiting.get(event.get("transaction", ""))
         if event.get("janus") == "event" and waiting is not None and not waiting.done():
             waiting.set_result(event)
+        elif event.get("janus") == "webrtcup":
+            self.on_up()
         elif event.get("janus") in ("hangup", "detached"):
             self.on_hangup()
 
@@ -185,7 +188,7 @@ class Sfu:
         self.renderer = renderer  # the server's one avatar renderer (server/transports/webrtc.py)
         self.janus = Janus(cfg.cluster.janus)
         self._started: asyncio.Task | None = None
-        self._pending: dict[str, Handle] = {}  # subscriptions offered, their answer not yet in
+        self._pending: dict[int, Handle] = {}  # subscriptions offered, not yet connected, by handle
         self._subscribers: set[Handle] = set()
         self._checking: asyncio.Task | None = None
         self._control: Handle | None = None
@@ -244,11 +247,12 @@ class Sfu:
         except BaseException:
             await handle.detach()
             raise
-        sub = secrets.token_urlsafe(12)
-        self._pending[sub] = handle
+        self._pending[handle.id] = handle
         handle.feed = (self.room(channel), feed)
-        asyncio.get_running_loop().call_later(_ANSWER_WAIT_S, self._expire, sub)
-        return sub, jsep["sdp"]
+        handle.on_up = lambda: self._connected(handle)
+        handle.on_hangup = lambda: self._expire(handle.id)
+        asyncio.get_running_loop().call_later(_ANSWER_WAIT_S, self._expire, handle.id)
+        return f"{janus.session}-{handle.id}", jsep["sdp"]
 
     async def _feed(self, handle: Handle, room: str) -> Any:
         """The room's publisher, waiting a while for one (the owner may just be starting it)."""
@@ -265,22 +269,33 @@ class Sfu:
             await asyncio.sleep(0.2)
 
     async def answer(self, sub: str, sdp: str) -> None:
-        handle = self._pending.pop(sub, None)
-        if handle is None:
+        """The viewer's answer, from whichever server the balancer sent it to: the id names the Janus
+        session and handle (random 64-bit numbers, so the id is the capability), and any server can
+        start a subscription of another's session. Its server sees it connect (`_connected`)."""
+        session, _, handle = sub.partition("-")
+        if not (session.isdigit() and handle.isdigit()):
             raise KeyError(sub)
+        janus = await self._session()
+        try:
+            await janus.post(f"/{session}/{handle}", {"janus": "message", "body": {"request": "start"},
+                                                      "jsep": {"type": "answer", "sdp": sdp, "trickle": False}})
+        except JanusError as exc:
+            if exc.code in (_NO_SESSION, _NO_HANDLE):
+                raise KeyError(sub) from None
+            raise
+
+    def _connected(self, handle: Handle) -> None:
+        """A subscription's media is up (WebRTC up): watched from now on until it hangs up."""
+        if self._pending.pop(handle.id, None) is None:
+            return
         self._subscribers.add(handle)
 
-        def gone() -> None:  # the viewer left, or the room went (failover): free the handle
+        def gone() -> None:  # the viewer left, or its feed went (failover): free the handle
             if handle in self._subscribers:
                 self._subscribers.discard(handle)
                 asyncio.ensure_future(handle.detach())
 
         handle.on_hangup = gone
-        try:
-            await handle.message({"request": "start"}, {"type": "answer", "sdp": sdp, "trickle": False})
-        except BaseException:
-            gone()
-            raise
         if self._checking is None or self._checking.done():
             self._checking = asyncio.create_task(self._check_feeds())
 
@@ -308,8 +323,8 @@ class Sfu:
                 log.info("sfu: feed %s of room %r is gone: hanging its subscriber up", sub.feed[1], sub.feed[0])
                 sub.on_hangup()
 
-    def _expire(self, sub: str) -> None:
-        handle = self._pending.pop(sub, None)
+    def _expire(self, key: int) -> None:
+        handle = self._pending.pop(key, None)
         if handle is not None:
             asyncio.ensure_future(handle.detach())
 
