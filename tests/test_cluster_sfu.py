@@ -20,6 +20,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from bench.cluster import free_port, start_janus, start_redis, start_server, stop_servers
 from server.client_cli import LiveClient
+from tests.test_browser import _SNAPSHOT, CHROMIUM, CHROMIUM_ARGS, moved
 from tests.test_cluster import TTL, Set, health, is_type, run, until
 
 pytestmark = [
@@ -167,5 +168,40 @@ def test_after_the_owners_death_the_new_owner_publishes_and_a_viewer_subscribes_
                 await old.pc.close()
                 await new.pc.close()
                 await watcher.close()
+
+    run(main())
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed (apt package chromium)")
+def test_the_page_on_another_server_plays_the_channel_through_janus(two_with_janus):
+    """index.html in headless Chromium on B, ?channel&render=video: /ws for the messages, the video
+    through B's /sfu proxy from Janus; a caption typed there is signed by A and moves the picture."""
+    from playwright.async_api import async_playwright
+
+    async def main():
+        a, b = two_with_janus.urls
+        async with aiohttp.ClientSession() as http:
+            owner = await LiveClient.connect(http, a, channel="foyer", idle_frames=False)  # A owns "foyer"
+            async with async_playwright() as p:
+                # Real host candidates, not mDNS names: Janus resolves none (ignore_mdns).
+                browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=[
+                    *CHROMIUM_ARGS, "--disable-features=WebRtcHideLocalIpsWithMdns"])
+                try:
+                    page = await browser.new_page()
+                    await page.goto(b + "/?channel=foyer&render=video")
+                    await page.wait_for_function("document.getElementById('avatar').videoWidth > 0", timeout=30000)
+                    assert await page.evaluate("document.getElementById('avatar').videoWidth") == 512
+                    assert (await page.inner_text("#state")).startswith("WebRTC (Janus) connected")
+                    rest = await page.evaluate(_SNAPSHOT)
+                    await page.fill("#text", "Hi, Bob!")
+                    await page.keyboard.press("Enter")
+                    await page.wait_for_selector("#committed p", timeout=20000)
+                    assert await moved(page, _SNAPSHOT, rest) > 8.0
+                    await page.wait_for_selector("#statuses li[data-status=fingerspelled]", timeout=20000)
+                    assert await metric(http, b, "signstream_renders") == 0.0
+                    await page.evaluate("conn.close()")
+                finally:
+                    await browser.close()
+            await owner.close()
 
     run(main())
