@@ -82,10 +82,12 @@ async function connectWebRTC(base, opts) {
 // the page subscribes again while /ws stays open.
 async function connectSfu(base, opts) {
   const {background, ...hello} = opts.hello;
+  const probe = await fetch(base + "/sfu/offer", {method: "POST", headers: {"Content-Type": "application/json"}, body: "{}"});
+  if (probe.status === 404) return null;  // no Janus here (a 400 says there is: the probe names no channel)
   const ws = new WebSocket(base.replace(/^http/, "ws") + "/ws");
   ws.binaryType = "arraybuffer";
   await new Promise((resolve, reject) => { ws.onopen = resolve; ws.onerror = () => reject(new Error("WebSocket failed")); });
-  const early = [];  // messages before the video is known to come this way (dropped if it does not)
+  const early = [];  // messages that come while the video is being set up
   ws.onmessage = (e) => { if (typeof e.data === "string") early.push(JSON.parse(e.data)); };
   ws.send(JSON.stringify({type: "hello", ...hello, format: "binary", idle_frames: false}));
   let pc = null, open = true;
@@ -93,7 +95,6 @@ async function connectSfu(base, opts) {
     const r = await fetch(base + "/sfu/offer", {method: "POST", headers: {"Content-Type": "application/json"},
       body: JSON.stringify({channel: hello.channel, ...(hello.token ? {token: hello.token} : {})})});
     const body = await r.json().catch(() => ({}));
-    if (r.status === 404) return false;
     if (!r.ok) throw new Error(`${body.code}: ${body.message}`);
     const next = pc = new RTCPeerConnection({iceServers: []});
     next.ontrack = (e) => { opts.video.srcObject = e.streams[0] || new MediaStream([e.track]); opts.video.play().catch(() => {}); };
@@ -110,12 +111,9 @@ async function connectSfu(base, opts) {
     const a = await fetch(base + "/sfu/answer", {method: "POST", headers: {"Content-Type": "application/json"},
       body: JSON.stringify({id: body.id, type: "answer", sdp: next.localDescription.sdp})});
     if (!a.ok) throw new Error("the video subscription was refused");
-    return true;
   };
   const again = () => subscribe().catch((e) => { opts.onState("video: " + e.message); if (open) setTimeout(again, 2000); });
-  let found;
-  try { found = await subscribe(); } catch (e) { ws.close(); throw e; }
-  if (!found) { ws.onclose = null; ws.close(); return null; }
+  try { await subscribe(); } catch (e) { ws.close(); throw e; }
   opts.video.hidden = false; if (opts.canvas) opts.canvas.hidden = true; if (opts.scene) opts.scene.hidden = true;
   const close = () => { open = false; if (pc) pc.close(); ws.close(); };
   ws.onclose = () => { open = false; if (pc) pc.close(); opts.onState("closed"); opts.onClose(); };
