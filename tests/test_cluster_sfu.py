@@ -11,17 +11,17 @@ import shutil
 import signal
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import aiohttp
 import numpy as np
 import pytest
-from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
 from bench.cluster import free_port, start_janus, start_redis, start_server, stop_servers
 from server.client_cli import LiveClient
+from server.cluster.sfu import SfuViewer
 from tests.test_browser import _SNAPSHOT, CHROMIUM, CHROMIUM_ARGS, moved
-from tests.test_cluster import TTL, Set, health, is_type, run, until
+from tests.test_cluster import TTL, Set, health, is_type, pair, run, until
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("janus") is None, reason="janus is not installed (Debian package janus; scripts/setup.sh)"),
@@ -49,35 +49,9 @@ def two_with_janus(tmp_path: Path) -> Iterator[Set]:
             proc.wait()
 
 
-class Subscriber:
-    """A viewer of the Janus path: Janus's offer through /sfu/offer, our answer through /sfu/answer."""
-
-    def __init__(self, pc: RTCPeerConnection, track: Any) -> None:
-        self.pc, self.track = pc, track
-
-    @classmethod
-    async def join(cls, http: aiohttp.ClientSession, url: str, channel: str, answer_to: str | None = None
-                   ) -> Subscriber:
-        """Subscribed through `url`; the answer goes to `answer_to` (another server behind the same
-        balancer) or to `url`."""
-        async with http.post(f"{url}/sfu/offer", json={"channel": channel}) as r:
-            offer = await r.json()
-            assert r.status == 200 and offer["type"] == "offer", offer
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        tracks: asyncio.Queue = asyncio.Queue()
-        pc.on("track", tracks.put_nowait)
-        await pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
-        await pc.setLocalDescription(await pc.createAnswer())
-        async with http.post(f"{answer_to or url}/sfu/answer", json={"id": offer["id"], "type": "answer",
-                                                        "sdp": pc.localDescription.sdp}) as r:
-            assert r.status == 200, await r.text()
-        track = await asyncio.wait_for(tracks.get(), 10)
-        assert track.kind == "video"
-        return cls(pc, track)
-
-    async def picture(self) -> np.ndarray:
-        frame = await asyncio.wait_for(self.track.recv(), 20)
-        return frame.to_ndarray(format="rgb24").astype(np.int16)
+async def picture(viewer: SfuViewer) -> np.ndarray:
+    frame = await asyncio.wait_for(viewer.track.recv(), 20)
+    return frame.to_ndarray(format="rgb24").astype(np.int16)
 
 
 async def metric(http: aiohttp.ClientSession, url: str, name: str) -> float:
@@ -92,18 +66,17 @@ def test_a_viewer_on_another_server_gets_the_owners_video_through_janus(two_with
     async def main():
         a, b = two_with_janus.urls
         async with aiohttp.ClientSession() as http:
-            sender = await LiveClient.connect(http, a, channel="stage", idle_frames=False)
-            watcher = await LiveClient.connect(http, b, channel="stage", idle_frames=False)  # B's captions side
+            sender, watcher = await pair(http, two_with_janus, "stage")  # A owns it; B has a /ws client
             t0 = time.monotonic()
-            sub = await Subscriber.join(http, b, "stage", answer_to=a)  # least_conn sends them anywhere
+            sub = await SfuViewer.join(http, b, "stage", answer_to=a)  # least_conn sends them anywhere
             try:
-                rest = await sub.picture()
+                rest = await picture(sub)
                 first_frame_s = time.monotonic() - t0
                 assert rest.shape == (512, 512, 3)
                 await sender.caption("c1", "Hi, Bob!")
                 change = 0.0
                 while change < 8.0:  # the avatar moves in the picture B's viewer gets from Janus
-                    change = max(change, float(np.abs(await sub.picture() - rest).mean()))
+                    change = max(change, float(np.abs(await picture(sub) - rest).mean()))
                 await until(watcher, is_type("unit_status"))
                 assert await metric(http, a, "signstream_renders") == 1.0  # the owner's one render
                 assert await metric(http, b, "signstream_renders") == 0.0  # B renders nothing
@@ -140,10 +113,9 @@ def test_after_the_owners_death_the_new_owner_publishes_and_a_viewer_subscribes_
     async def main():
         a, b = two_with_janus.urls
         async with aiohttp.ClientSession() as http:
-            sender = await LiveClient.connect(http, a, channel="hall", idle_frames=False)
-            watcher = await LiveClient.connect(http, b, channel="hall", idle_frames=False)
-            old = await Subscriber.join(http, b, "hall")
-            await old.picture()
+            sender, watcher = await pair(http, two_with_janus, "hall")  # A owns it; B has a /ws client
+            old = await SfuViewer.join(http, b, "hall")
+            await picture(old)
             two_with_janus.procs[0].send_signal(signal.SIGKILL)
             killed = time.monotonic()
             deadline = killed + 10 * TTL
@@ -154,14 +126,14 @@ def test_after_the_owners_death_the_new_owner_publishes_and_a_viewer_subscribes_
             while old.pc.connectionState not in ("closed", "failed"):
                 assert time.monotonic() < deadline + 20, f"the old subscription is still {old.pc.connectionState}"
                 await asyncio.sleep(0.1)
-            new = await Subscriber.join(http, b, "hall")
+            new = await SfuViewer.join(http, b, "hall")
             try:
-                rest = await new.picture()
+                rest = await picture(new)
                 resumed_s = time.monotonic() - killed
                 await watcher.caption("c2", "Hi, Bob!")
                 change = 0.0
                 while change < 8.0:
-                    change = max(change, float(np.abs(await new.picture() - rest).mean()))
+                    change = max(change, float(np.abs(await picture(new) - rest).mean()))
                 assert await metric(http, b, "signstream_renders") == 1.0  # B renders now, once
                 print(f"SIGKILL of the owner → a new subscriber's first frame: {resumed_s:.2f} s")
             finally:

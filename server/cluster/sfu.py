@@ -398,3 +398,37 @@ class SfuRoutes:
             log.info("sfu: answer refused: %s", exc)
             return _bad("bad_field", "sdp: Janus refused this answer")
         return web.json_response({"type": "started"})
+
+
+class SfuViewer:
+    """The client side of /sfu, for tests and bench/cluster.py: a real aiortc peer that takes Janus's
+    offer of a channel's video through one server and answers through `answer_to` (another server
+    behind the same balancer) or the same one. Host candidates, no STUN."""
+
+    def __init__(self, pc: RTCPeerConnection, track: Any) -> None:
+        self.pc, self.track = pc, track
+
+    @classmethod
+    async def join(cls, http: aiohttp.ClientSession, url: str, channel: str, answer_to: str | None = None
+                   ) -> SfuViewer:
+        async with http.post(f"{url}/sfu/offer", json={"channel": channel}) as r:
+            offer = await r.json()
+            if r.status != 200:
+                raise ConnectionError(f"/sfu/offer: {r.status} {offer}")
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        tracks: asyncio.Queue = asyncio.Queue()
+        pc.on("track", tracks.put_nowait)
+        try:
+            await pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
+            await pc.setLocalDescription(await pc.createAnswer())
+            async with http.post(f"{answer_to or url}/sfu/answer",
+                                 json={"id": offer["id"], "type": "answer", "sdp": pc.localDescription.sdp}) as r:
+                if r.status != 200:
+                    raise ConnectionError(f"/sfu/answer: {r.status} {await r.text()}")
+            return cls(pc, await asyncio.wait_for(tracks.get(), 10))
+        except BaseException:
+            await pc.close()
+            raise
+
+    async def close(self) -> None:
+        await self.pc.close()
