@@ -347,6 +347,9 @@ class ClusterChannel(Channel):
             await asyncio.Future()  # until the channel is lost or closed (cancelled)
         finally:
             await publisher.close()
+            if self.video is not None and not self.video.viewers:  # lost: a relay renders for no one
+                self.video.stop()
+                self.video = None
 
     def _unpublish(self) -> None:
         if self._publishing is not None:

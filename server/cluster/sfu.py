@@ -102,6 +102,10 @@ class Janus:
                 log.warning("janus: events: %s", exc)
                 await asyncio.sleep(0.5)
                 continue
+            if isinstance(events, dict) and events.get("janus") == "error":  # e.g. the session is gone (Janus restarted)
+                log.warning("janus: events: %s", events.get("error"))
+                await asyncio.sleep(1.0)
+                continue
             for event in events if isinstance(events, list) else [events]:
                 handle = self.handles.get(event.get("sender", 0))
                 if handle is not None:
