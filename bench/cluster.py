@@ -65,13 +65,24 @@ def start_redis(port: int) -> subprocess.Popen:
     raise RuntimeError("redis-server did not start")
 
 
+def default_interface() -> str:
+    """The interface of the default route (Janus gathers on no loopback interface: deploy/janus)."""
+    for line in Path("/proc/net/route").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == "00000000":
+            return fields[0]
+    return "eth0"
+
+
 def start_janus(workdir: Path, port: int) -> subprocess.Popen:
-    """Janus with deploy/janus's config, its HTTP API on 127.0.0.1:port (log in workdir/janus.log);
-    returns once the API answers."""
+    """Janus with deploy/janus's config, its HTTP API on 127.0.0.1:port, ICE on this machine's
+    default interface (log in workdir/janus.log); returns once the API answers."""
     folder = workdir / "janus"
     folder.mkdir(exist_ok=True)
     for src in (ROOT / "deploy" / "janus").glob("*.jcfg"):
-        (folder / src.name).write_text(re.sub(r"(?m)^(\s*port = )\d+", rf"\g<1>{port}", src.read_text()))
+        text = re.sub(r"(?m)^(\s*port = )\d+", rf"\g<1>{port}", src.read_text())
+        text = re.sub(r'(?m)^(\s*ice_enforce_list = )".*"', rf'\g<1>"{default_interface()}"', text)
+        (folder / src.name).write_text(text)
     log = (workdir / "janus.log").open("w")
     proc = subprocess.Popen(["janus", "-F", str(folder), "-C", str(folder / "janus.jcfg")], stdout=log, stderr=log)
     deadline = time.monotonic() + 20
