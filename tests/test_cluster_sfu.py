@@ -2,14 +2,16 @@
 and two `signstream serve` processes on loopback. The owner publishes its one render; a viewer on
 the other server subscribes through that server's /sfu proxy and gets the owner's picture, which
 moves while a caption is signed, and that server renders nothing itself. Failover: the new owner publishes, the old subscription is
-hung up, a new one sees the new owner's picture."""
+hung up, a new one sees the new owner's picture. Janus restarted: the owner publishes again."""
 
 from __future__ import annotations
 
 import asyncio
 import shutil
 import signal
+import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -30,11 +32,16 @@ pytestmark = [
 ]
 
 
+@dataclass
+class WithJanus(Set):
+    janus: subprocess.Popen | None = None
+    janus_port: int = 0
+
+
 @pytest.fixture
-def two_with_janus(tmp_path: Path) -> Iterator[Set]:
+def two_with_janus(tmp_path: Path) -> Iterator[WithJanus]:
     janus_port, redis_port = free_port(), free_port()
-    janus = start_janus(tmp_path, janus_port)
-    s = Set(start_redis(redis_port), redis_port)
+    s = WithJanus(start_redis(redis_port), redis_port, janus=start_janus(tmp_path, janus_port), janus_port=janus_port)
     try:
         for i in range(2):
             proc, url = start_server(tmp_path, redis_port, name=f"p{i}", lease_ttl_s=TTL,
@@ -44,7 +51,8 @@ def two_with_janus(tmp_path: Path) -> Iterator[Set]:
         yield s
     finally:
         stop_servers(s.procs)
-        for proc in (s.redis, janus):
+        for proc in (s.redis, s.janus):
+            assert proc is not None
             proc.kill()
             proc.wait()
 
@@ -175,5 +183,35 @@ def test_the_page_on_another_server_plays_the_channel_through_janus(two_with_jan
                 finally:
                     await browser.close()
             await owner.close()
+
+    run(main())
+
+
+def test_janus_restarted_the_owner_publishes_again_and_viewers_resubscribe(two_with_janus, tmp_path):
+    async def main():
+        a, b = two_with_janus.urls
+        async with aiohttp.ClientSession() as http:
+            sender, watcher = await pair(http, two_with_janus, "news")
+            old = await SfuViewer.join(http, b, "news")
+            await picture(old)
+            janus = two_with_janus.janus
+            janus.kill()
+            janus.wait()
+            two_with_janus.janus = start_janus(tmp_path, two_with_janus.janus_port)  # empty: no session, no room
+            deadline = time.monotonic() + 30
+            while True:  # the owner publishes again within a few seconds; until then no_video
+                try:
+                    new = await SfuViewer.join(http, b, "news")
+                    break
+                except ConnectionError:
+                    assert time.monotonic() < deadline, "the owner did not publish into the new Janus"
+                    await asyncio.sleep(0.5)
+            try:
+                assert (await picture(new)).shape == (512, 512, 3)
+            finally:
+                await old.close()
+                await new.close()
+                await sender.close()
+                await watcher.close()
 
     run(main())

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 CLOSE_TRY_AGAIN = 1013
 UNAVAILABLE = "the channel bus (Redis) is unreachable; the channel goes on when it is back"
+_REPUBLISH_S = 2.0  # between tries to publish a channel's video into Janus
 OWNER_LOST = "owner_lost: the server running this channel stopped before the unit finished"
 
 
@@ -333,20 +334,30 @@ class ClusterChannel(Channel):
         sfu = self.cluster.sfu
         assert sfu is not None and self.name is not None
         renderer = await sfu.renderer()
-        track = self.watch(renderer, self.hub.cfg.webrtc.codec, None)
         try:
-            publisher = await sfu.publish(self.name, track)
-        except asyncio.CancelledError:
-            track.stop()
-            raise
-        except Exception:
-            log.exception("cluster: channel %r could not publish its video into Janus", self.name)
-            track.stop()
-            return
-        try:
-            await asyncio.Future()  # until the channel is lost or closed (cancelled)
+            while True:  # until the channel is lost or closed (cancelled)
+                while not self.cluster.bus.up:  # cut off from Redis, another server may own the channel
+                    await asyncio.sleep(_REPUBLISH_S)  # now: making the room anew would take its video down
+                track = self.watch(renderer, self.hub.cfg.webrtc.codec, None)
+                try:
+                    publisher = await sfu.publish(self.name, track)
+                except asyncio.CancelledError:
+                    track.stop()
+                    raise
+                except Exception as exc:  # Janus down, or not up yet: try again
+                    log.warning("cluster: channel %r could not publish its video into Janus (%s: %s); again in %s s",
+                                self.name, type(exc).__name__, exc, _REPUBLISH_S)
+                    track.stop()
+                    await asyncio.sleep(_REPUBLISH_S)
+                    continue
+                try:
+                    await publisher.ended.wait()  # Janus restarted, or the connection to it failed
+                    log.warning("cluster: channel %r: the video published into Janus ended; publishing again",
+                                self.name)
+                finally:
+                    await publisher.close()
+                await asyncio.sleep(_REPUBLISH_S)
         finally:
-            await publisher.close()
             if self.video is not None and not self.video.viewers:  # lost: a relay renders for no one
                 self.video.stop()
                 self.video = None

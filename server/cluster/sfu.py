@@ -12,8 +12,9 @@ and the load balancer need only our origin. Janus, not the viewer, makes the off
   POST /sfu/answer {"id", "type": "answer", "sdp"} → {"type": "started"}   (on any server)
 
 The page keeps its captions and statuses on /ws (the data channel of /offer has no place in a
-Janus subscription). On failover the new owner destroys the room (Janus hangs up every
-subscriber) and publishes anew; a viewer whose connection closes subscribes again.
+Janus subscription). On failover the new owner makes the room anew and publishes; each server
+hangs up its subscribers of a feed that is gone, and a viewer whose connection closes subscribes
+again.
 """
 
 from __future__ import annotations
@@ -65,7 +66,8 @@ class Janus:
         self._tasks: list[asyncio.Task] = []
 
     async def start(self) -> None:
-        self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=65))
+        if self.http is None:
+            self.http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_read=65))
         self.session = (await self.post("", {"janus": "create"}))["data"]["id"]
         self._tasks = [asyncio.create_task(self._poll()), asyncio.create_task(self._keepalive())]
 
@@ -102,14 +104,42 @@ class Janus:
                 log.warning("janus: events: %s", exc)
                 await asyncio.sleep(0.5)
                 continue
-            if isinstance(events, dict) and events.get("janus") == "error":  # e.g. the session is gone (Janus restarted)
-                log.warning("janus: events: %s", events.get("error"))
-                await asyncio.sleep(1.0)
+            if not isinstance(events, (dict, list)) or (isinstance(events, dict) and events.get("janus") == "error"):
+                # Janus answers a poll of a session it does not know with an empty body: ask about it
+                await self._check_session()
                 continue
             for event in events if isinstance(events, list) else [events]:
-                handle = self.handles.get(event.get("sender", 0))
+                handle = self.handles.get(event.get("sender", 0)) if isinstance(event, dict) else None
                 if handle is not None:
-                    handle.event(event)
+                    try:
+                        handle.event(event)
+                    except Exception:  # a bug in one handle's callback must not end the events of all
+                        log.exception("janus: an event handler failed")
+
+    async def _check_session(self) -> None:
+        try:
+            await self.post(f"/{self.session}", {"janus": "keepalive"})
+        except JanusError as exc:
+            if exc.code == _NO_SESSION:
+                log.warning("janus: session %s lost (Janus restarted?)", self.session)
+                return await self._renew()
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+            pass
+        await asyncio.sleep(1.0)
+
+    async def _renew(self) -> None:
+        """A new session for a lost one: its handles are gone with it (their owners hear a hangup:
+        a publisher publishes again, a subscriber's viewer subscribes again)."""
+        try:
+            self.session = (await self.post("", {"janus": "create"}))["data"]["id"]
+        except (aiohttp.ClientError, asyncio.TimeoutError, JanusError, ValueError) as exc:
+            log.warning("janus: no new session: %s", exc)
+            await asyncio.sleep(1.0)
+            return
+        log.info("janus: new session %s", self.session)
+        lost, self.handles = list(self.handles.values()), {}
+        for handle in lost:
+            handle.on_hangup()
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -177,6 +207,13 @@ class Publisher:
 
     def __init__(self, handle: Handle, pc: RTCPeerConnection, track: ViewerTrack) -> None:
         self.handle, self.pc, self.track = handle, pc, track
+        self.ended = asyncio.Event()  # Janus hung it up, lost its session, or the connection failed: publish again
+        handle.on_hangup = self.ended.set
+
+        @pc.on("connectionstatechange")
+        def on_state() -> None:
+            if pc.connectionState in ("failed", "closed"):
+                self.ended.set()
 
     async def close(self) -> None:
         self.track.stop()
@@ -198,8 +235,8 @@ class Sfu:
         self._control: Handle | None = None
 
     async def _session(self) -> Janus:
-        if self._started is None:
-            self._started = asyncio.ensure_future(self.janus.start())
+        if self._started is None or (self._started.done() and self._started.exception() is not None):
+            self._started = asyncio.ensure_future(self.janus.start())  # first use, or Janus was down then
         await asyncio.shield(self._started)
         return self.janus
 
@@ -207,18 +244,28 @@ class Sfu:
         return f"{self.cfg.cluster.prefix}:{channel}"
 
     async def publish(self, channel: str, track: ViewerTrack) -> Publisher:
-        """The room of `channel` made anew (a dead owner's publisher and its subscribers go with the
-        old one), and `track` published into it; the stream draws once Janus is connected."""
+        """The room of `channel` made anew (a dead owner's publisher goes with the old one), and
+        `track` published into it; the stream draws once Janus is connected."""
         janus, codec = await self._session(), self.cfg.webrtc.codec
         handle = await janus.attach()
-        room = self.room(channel)
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        try:
+            await self._publish(handle, pc, self.room(channel), track, codec)
+        except BaseException:
+            await pc.close()
+            await handle.detach()
+            raise
+        log.info("sfu: publishing channel %r into room %r", channel, self.room(channel))
+        return Publisher(handle, pc, track)
+
+    async def _publish(self, handle: Handle, pc: RTCPeerConnection, room: str, track: ViewerTrack, codec: str
+                       ) -> None:
         with contextlib.suppress(JanusError):  # none yet (426) is the usual case
             await handle.request({"request": "destroy", "room": room})
         await handle.request({"request": "create", "room": room, "publishers": 1, "videocodec": codec,
                               "audiocodec": "opus", "notify_joining": False, "bitrate": 0})
         await handle.message({"request": "join", "ptype": "publisher", "room": room,
                               "display": self.cfg.cluster.process or "owner"})
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         transceiver = pc.addTransceiver(track, direction="sendonly")
         set_codec(transceiver, codec)  # before the offer: the room takes this codec only
         # Janus relays its subscribers' picture-loss reports: a keyframe of the one encode.
@@ -235,8 +282,6 @@ class Sfu:
         if jsep is None:
             raise JanusError("janus answered the publisher without SDP")
         await pc.setRemoteDescription(RTCSessionDescription(jsep["sdp"], "answer"))
-        log.info("sfu: publishing channel %r into room %r", channel, room)
-        return Publisher(handle, pc, track)
 
     async def subscribe(self, channel: str) -> tuple[str, str]:
         """Janus's offer of the channel's video to a new viewer: (subscription id, SDP)."""
