@@ -84,7 +84,8 @@ def start_janus(workdir: Path, port: int) -> subprocess.Popen:
         text = re.sub(r'(?m)^(\s*ice_enforce_list = )".*"', rf'\g<1>"{default_interface()}"', text)
         (folder / src.name).write_text(text)
     log = (workdir / "janus.log").open("w")
-    proc = subprocess.Popen(["janus", "-F", str(folder), "-C", str(folder / "janus.jcfg")], stdout=log, stderr=log)
+    proc = subprocess.Popen(["janus", "-F", str(folder), "-C", str(folder / "janus.jcfg")], stdout=log, stderr=log,
+                            cwd=folder)  # where a core file of a crash would go
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         try:

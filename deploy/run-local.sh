@@ -35,7 +35,7 @@ if [ "$JANUS" = 1 ]; then  # ICE on the default route's interface: Janus gathers
     sed -e "s|^\(\s*port = \)[0-9]*|\1$JANUS_PORT|" -e "s|^\(\s*ice_enforce_list = \)\".*\"|\1\"${iface:-eth0}\"|" \
       "$f" >"$RUN/janus/$(basename "$f")"
   done
-  janus -F "$RUN/janus" -C "$RUN/janus/janus.jcfg" >"$RUN/janus.log" 2>&1 &
+  (cd "$RUN" && exec janus -F "$RUN/janus" -C "$RUN/janus/janus.jcfg" >"$RUN/janus.log" 2>&1) &
   pids+=($!)
   until (exec 3<>"/dev/tcp/127.0.0.1/$JANUS_PORT") 2>/dev/null; do
     kill -0 "${pids[-1]}" 2>/dev/null || { echo "janus failed: $RUN/janus.log" >&2; tail -5 "$RUN/janus.log" >&2; exit 1; }
