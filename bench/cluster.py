@@ -7,8 +7,12 @@ channels through it (server/cluster/, docs/cluster.md); prints JSON.
              owner (the added latency of the hop through Redis), p50 / p95
   held:      the largest total of viewers held at real time (≥ 98 % of frames) over the steps
   failover:  SIGKILL of the owner → the first frame of the next caption at a viewer elsewhere
+  --video:   one WebRTC video viewer a process of a signing channel, without Janus (each process
+             renders and encodes the channel for its own viewers) and with Janus (the owner's one
+             encode, fanned out; a janus process on loopback): encoders running in the cluster, and
+             each server's CPU while the channel signs
 
-python bench/cluster.py [--processes 3] [--viewers 60,150,300] [--seconds 15]
+python bench/cluster.py [--processes 3] [--viewers 60,150,300] [--seconds 15] [--video]
 """
 
 from __future__ import annotations
@@ -61,14 +65,52 @@ def start_redis(port: int) -> subprocess.Popen:
     raise RuntimeError("redis-server did not start")
 
 
+def default_interface() -> str:
+    """The interface of the default route (Janus gathers on no loopback interface: deploy/janus)."""
+    for line in Path("/proc/net/route").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == "00000000":
+            return fields[0]
+    return "eth0"
+
+
+def start_janus(workdir: Path, port: int) -> subprocess.Popen:
+    """Janus with deploy/janus's config, its HTTP API on 127.0.0.1:port, ICE on this machine's
+    default interface (log in workdir/janus.log); returns once the API answers."""
+    folder = workdir / "janus"
+    folder.mkdir(exist_ok=True)
+    for src in (ROOT / "deploy" / "janus").glob("*.jcfg"):
+        text = re.sub(r"(?m)^(\s*port = )\d+", rf"\g<1>{port}", src.read_text())
+        text = re.sub(r'(?m)^(\s*ice_enforce_list = )".*"', rf'\g<1>"{default_interface()}"', text)
+        (folder / src.name).write_text(text)
+    log = (workdir / "janus.log").open("w")
+    proc = subprocess.Popen(["janus", "-F", str(folder), "-C", str(folder / "janus.jcfg")], stdout=log, stderr=log,
+                            cwd=folder)  # where a core file of a crash would go
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                s.sendall(b"GET /janus/info HTTP/1.0\r\n\r\n")
+                if b"server_info" in s.recv(4096):
+                    return proc
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"janus did not start: {(workdir / 'janus.log').read_text()[-2000:]}")
+
+
 def start_server(workdir: Path, redis_port: int, name: str, lease_ttl_s: float = 3.0,
-                 max_sessions: int = 256) -> tuple[subprocess.Popen, str]:
-    """`signstream serve` with the shipped config in cluster mode (its log in workdir/NAME.log);
-    returns the process and its URL once it listens."""
+                 max_sessions: int = 256, janus: str = "") -> tuple[subprocess.Popen, str]:
+    """`signstream serve` with the shipped config in cluster mode (its log in workdir/NAME.log), its
+    channels' video through Janus when `janus` names its HTTP API; returns the process and its URL
+    once it listens."""
     text = (ROOT / "config.toml").read_text()
     for key, value in {"host": '"127.0.0.1"', "max_sessions": max_sessions,
                        "redis": f'"redis://127.0.0.1:{redis_port}/0"', "lease_ttl_s": lease_ttl_s,
-                       "process": f'"{name}"'}.items():
+                       "process": f'"{name}"', "janus": f'"{janus}"'}.items():
         text = re.sub(rf"(?m)^{key} = .*$", f"{key} = {value}", text)
     cfg = workdir / f"{name}.toml"
     cfg.write_text(text)
@@ -257,16 +299,107 @@ async def main_async(args: argparse.Namespace, urls: list[str], procs: list[subp
             "load_average": [round(x, 2) for x in os.getloadavg()], "cpus": os.cpu_count()}
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) a process has used."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def gauge(http: aiohttp.ClientSession, url: str, name: str) -> float:
+    async with http.get(f"{url}/metrics") as r:
+        found = re.search(rf"^{name} (\S+)$", await r.text(), re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+async def video_step(urls: list[str], procs: list[subprocess.Popen], seconds: float,
+                     janus: subprocess.Popen | None) -> dict:
+    """One video viewer a process, the channel signing for `seconds`: the encoders, each server's
+    CPU (and Janus's)."""
+    from server.cluster.sfu import SfuViewer
+    from server.transports.webrtc import Viewer as WebrtcViewer
+
+    channel = "screen"
+    async with client_session() as http:
+        sender = await LiveClient.connect(http, urls[0], channel=channel, idle_frames=False)  # process 0 owns it
+        viewers, tracks = [], []
+        for url in urls:
+            if janus is not None:
+                viewer = await SfuViewer.join(http, url, channel)
+                tracks.append(viewer.track)
+            else:
+                viewer, status, body = await WebrtcViewer.offer(http, url, channel=channel)
+                assert status == 200, body
+                tracks.append(await asyncio.wait_for(viewer.video, 20))
+            viewers.append(viewer)
+        frames = [0] * len(tracks)
+
+        async def drain(i: int) -> None:  # decoded frames would pile up in the track's queue
+            while True:
+                await tracks[i].recv()
+                frames[i] += 1
+
+        drains = [asyncio.create_task(drain(i)) for i in range(len(tracks))]
+        stop = asyncio.Event()
+        feeder = asyncio.create_task(captions(sender, stop))
+        await asyncio.sleep(3.0)
+        watched = [*procs, *([janus] if janus is not None else [])]
+        cpu0, t0, got0 = [cpu_s(p.pid) for p in watched], time.perf_counter(), list(frames)
+        await asyncio.sleep(seconds)
+        cpu1, t1 = [cpu_s(p.pid) for p in watched], time.perf_counter()
+        renders = [await gauge(http, url, "signstream_renders") for url in urls]
+        stop.set()
+        await feeder
+        for task in drains:
+            task.cancel()
+        for viewer in viewers:
+            await viewer.close()
+        await sender.close()
+    cpu = [round(100 * (b - a) / (t1 - t0), 1) for a, b in zip(cpu0, cpu1)]
+    return {"janus": janus is not None, "encoders": int(sum(renders)), "renders_per_server": [int(r) for r in renders],
+            "server_cpu_pct": cpu[:len(procs)], "janus_cpu_pct": cpu[len(procs)] if janus is not None else None,
+            "viewer_fps": [round((f - g) / (t1 - t0), 1) for f, g in zip(frames, got0)]}
+
+
+def video_main(args: argparse.Namespace, work: Path) -> list[dict]:
+    """The video step without, then with Janus, each on a fresh Redis and fresh servers."""
+    results = []
+    for janus in (False, True):
+        port = free_port()
+        redis = start_redis(port)
+        janus_port = free_port()
+        janus_proc = start_janus(work, janus_port) if janus else None
+        api = f"http://127.0.0.1:{janus_port}/janus" if janus else ""
+        servers: list[tuple[subprocess.Popen, str]] = []
+        try:
+            for i in range(args.processes):
+                servers.append(start_server(work, port, f"{'j' if janus else 'n'}{i}", args.lease_ttl_s, janus=api))
+            results.append(asyncio.run(video_step([u for _, u in servers], [p for p, _ in servers],
+                                                  args.seconds, janus_proc)))
+        finally:
+            stop_servers([proc for proc, _ in servers])
+            redis.kill()
+            if janus_proc is not None:
+                janus_proc.kill()
+                janus_proc.wait()
+    return results
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--processes", type=int, default=3)
     ap.add_argument("--viewers", type=lambda s: [int(x) for x in s.split(",")], default=[60, 150, 300])
     ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--lease-ttl-s", type=float, default=3.0)
+    ap.add_argument("--video", action="store_true", help="encoders and server CPU with and without Janus")
     args = ap.parse_args()
     import tempfile
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # stop the servers it started (the finally below)
     work = Path(tempfile.mkdtemp(prefix="cluster-bench-"))
+    if args.video:
+        out = video_main(args, work)
+        print(json.dumps({"processes": args.processes, "seconds": args.seconds, "steps": out,
+                          "load_average": [round(x, 2) for x in os.getloadavg()]}, indent=2))
+        return
     port = free_port()
     redis = start_redis(port)
     servers: list[tuple[subprocess.Popen, str]] = []

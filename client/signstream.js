@@ -3,7 +3,8 @@
 // - "webgl": the page draws the avatar (three.js, client/avatar-view.js) from the /ws rotation
 //   frames (hello.frames = "rotations"): the server retargets once per channel and sends ~8.5 kB/s;
 // - "video": WebRTC to /offer (the server renders and encodes; a data channel speaks the /ws JSON
-//   messages), where WebGL is missing or with ?render=video;
+//   messages), where WebGL is missing or with ?render=video; for a channel of a cluster with Janus,
+//   the channel's one video through Janus (/sfu/offer, /sfu/answer) and the messages on /ws;
 // - "points": where RTCPeerConnection is missing too (or transport "ws"), /ws pose frames drawn as dots.
 "use strict";
 
@@ -34,7 +35,9 @@ async function connectSignStream(opts) {
   const view = opts.render !== "video" && opts.transport !== "ws" && opts.scene ? await avatarModule() : null;
   let conn;
   if (view) conn = await connectAvatar(base, opts, view);
-  else if (opts.transport !== "ws" && typeof RTCPeerConnection === "function") conn = await connectWebRTC(base, opts);
+  else if (opts.transport !== "ws" && typeof RTCPeerConnection === "function") {
+    conn = (opts.hello.channel && await connectSfu(base, opts)) || await connectWebRTC(base, opts);
+  }
   else conn = await connectWebSocket(base, opts);
   if (opts.onMode) opts.onMode(conn.kind === "webgl" ? "webgl" : conn.kind === "webrtc" ? "video" : "points");
   if (!closed) timer = setInterval(() => conn.send({type: "ping"}), KEEPALIVE_MS);
@@ -70,6 +73,54 @@ async function connectWebRTC(base, opts) {
     send(msg) { const s = JSON.stringify(msg); if (channel.readyState === "open") channel.send(s); else queued.push(s); },
     close() { pc.close(); opts.onClose(); },
   };
+}
+
+// A channel's video through the cluster's SFU (docs/cluster.md "Video through Janus"): null where
+// the server has none (/sfu/offer 404), so the page takes /offer. Captions and statuses travel on
+// /ws, opened first (its hello opens the channel, whose owner then publishes the video). Janus makes
+// the offer and this page answers; when the video's connection ends (a new owner after a failover)
+// the page subscribes again while /ws stays open.
+async function connectSfu(base, opts) {
+  const {background, ...hello} = opts.hello;
+  const probe = await fetch(base + "/sfu/offer", {method: "POST", headers: {"Content-Type": "application/json"}, body: "{}"});
+  if (probe.status === 404) return null;  // no Janus here (a 400 says there is: the probe names no channel)
+  const ws = new WebSocket(base.replace(/^http/, "ws") + "/ws");
+  ws.binaryType = "arraybuffer";
+  await new Promise((resolve, reject) => { ws.onopen = resolve; ws.onerror = () => reject(new Error("WebSocket failed")); });
+  const early = [];  // messages that come while the video is being set up
+  ws.onmessage = (e) => { if (typeof e.data === "string") early.push(JSON.parse(e.data)); };
+  ws.send(JSON.stringify({type: "hello", ...hello, format: "binary", idle_frames: false}));
+  let pc = null, open = true;
+  const subscribe = async () => {
+    const r = await fetch(base + "/sfu/offer", {method: "POST", headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({channel: hello.channel, ...(hello.token ? {token: hello.token} : {})})});
+    const body = await r.json().catch(() => ({}));
+    if (!r.ok) throw new Error(`${body.code}: ${body.message}`);
+    const next = pc = new RTCPeerConnection({iceServers: []});
+    next.ontrack = (e) => { opts.video.srcObject = e.streams[0] || new MediaStream([e.track]); opts.video.play().catch(() => {}); };
+    next.onconnectionstatechange = () => {
+      opts.onState("WebRTC (Janus) " + next.connectionState);
+      if (["failed", "closed"].includes(next.connectionState) && next === pc && open) {
+        next.close();
+        setTimeout(() => again(), 500);
+      }
+    };
+    await next.setRemoteDescription({type: "offer", sdp: body.sdp});
+    await next.setLocalDescription(await next.createAnswer());
+    await gathered(next);
+    const a = await fetch(base + "/sfu/answer", {method: "POST", headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({id: body.id, type: "answer", sdp: next.localDescription.sdp})});
+    if (!a.ok) throw new Error("the video subscription was refused");
+  };
+  const again = () => subscribe().catch((e) => { opts.onState("video: " + e.message); if (open) setTimeout(again, 2000); });
+  try { await subscribe(); } catch (e) { ws.close(); throw e; }
+  opts.video.hidden = false; if (opts.canvas) opts.canvas.hidden = true; if (opts.scene) opts.scene.hidden = true;
+  const close = () => { open = false; if (pc) pc.close(); ws.close(); };
+  ws.onclose = () => { open = false; if (pc) pc.close(); opts.onState("closed"); opts.onClose(); };
+  ws.onmessage = (e) => { if (typeof e.data === "string") opts.onMessage(JSON.parse(e.data)); };  // frames: not drawn here
+  early.splice(0).forEach(opts.onMessage);
+  addEventListener("pagehide", close, {once: true});
+  return {kind: "webrtc", get pc() { return pc; }, send: (m) => ws.send(JSON.stringify(m)), close};
 }
 
 function connectWebSocket(base, opts) {

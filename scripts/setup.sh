@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(libegl1 libegl-mesa0 libgl1-mesa-dri libgl1 libglx-mesa0 chromium redis-server nginx)  # redis, nginx: tests/test_cluster.py
+APT_PACKAGES=(libegl1 libegl-mesa0 libgl1-mesa-dri libgl1 libglx-mesa0 chromium redis-server nginx janus)  # redis, nginx: tests/test_cluster.py; janus: tests/test_cluster_sfu.py
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -1,7 +1,7 @@
 """The live server: one aiohttp application on one port.
 
 /ws (WebSocket sessions), /offer (WebRTC: avatar video + data channel), /healthz, /metrics (Prometheus), and the
-pages in client/. The composition root: it builds the Hub (server/hub.py) and mounts the transports
+pages in client/; in a cluster with Janus, /sfu/offer and /sfu/answer (server/cluster/sfu.py). The composition root: it builds the Hub (server/hub.py) and mounts the transports
 on it.
 """
 
@@ -17,13 +17,14 @@ from typing import Any, Awaitable, Callable
 from aiohttp import web
 
 from server.allocator import cap_arenas
+from server.cluster.sfu import Sfu, SfuRoutes
 from server.config import REPO_ROOT, Config
 from server.hub import Hub
 from server.metrics import CONTENT_TYPE
 from server.motion import rest_pose
 from server.rotation_stream import AVATAR_URL, rotation_rig
 from server.transports.webrtc import WebrtcTransport
-from server.transports.websocket import websocket_route
+from server.transports.websocket import check_request, websocket_route
 
 log = logging.getLogger(__name__)
 CLIENT_DIR = REPO_ROOT / "client"
@@ -126,6 +127,12 @@ def build_app(cfg: Config) -> web.Application:
 
         app.cleanup_ctx.append(cluster_task)
         app.on_shutdown.append(cluster_stop)  # after the sessions: the leases they held given up
+        if cfg.cluster.janus:  # channel video encoded once by its owner, fanned out by Janus
+            sfu = cluster.sfu = Sfu(cfg, webrtc.renderer)
+            routes = SfuRoutes(sfu, lambda request: check_request(hub, request))
+            app.router.add_post("/sfu/offer", routes.offer)
+            app.router.add_post("/sfu/answer", routes.answer)
+            app.on_shutdown.append(sfu.close)  # after the channels: their publishers gone
     app.on_shutdown.append(webrtc.close)  # after the sessions: peers left over, then the renderer
     return app
 

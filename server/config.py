@@ -123,6 +123,7 @@ class ClusterSection:
     lease_ttl_s: float = 3.0  # a channel's owner renews its lease every third of this; dead, it is taken after it
     process: str = ""  # this server's name in the cluster (empty: host:pid)
     prefix: str = "signstream"  # of every Redis key and topic, so clusters can share one Redis
+    janus: str = ""  # Janus HTTP API URL (e.g. http://127.0.0.1:8188/janus): channel video through it; empty: off
 
     def __post_init__(self) -> None:
         if self.lease_ttl_s < 0.3:

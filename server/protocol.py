@@ -45,6 +45,7 @@ ERROR_CODES: dict[str, str] = {
     "not_implemented": "this endpoint exists but is not implemented yet",
     "internal_error": "the server failed; the session goes on",
     "cluster_unavailable": "the channel bus (cluster.redis) is unreachable: the channel's captions and frames wait for it",
+    "no_video": "POST /sfu/offer: no one publishes this channel's video into Janus (is the channel open?)",
 }
 
 _STR_ID = {"type": "string", "minLength": 1, "maxLength": 64}

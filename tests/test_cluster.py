@@ -267,11 +267,11 @@ def test_the_nginx_config_is_valid(tmp_path):
 
 @needs_nginx
 def test_run_local_starts_the_set_behind_one_address(tmp_path):
-    """deploy/run-local.sh: Redis, 2 servers, nginx; two clients through nginx land on different
-    servers and share a channel."""
+    """deploy/run-local.sh: Redis, 2 servers, nginx (and Janus where installed); two clients through
+    nginx land on different servers and share a channel, whose video comes through Janus."""
     port, redis_port = free_port(), free_port()
     script = subprocess.Popen([str(DEPLOY / "run-local.sh"), "2"], stdout=subprocess.PIPE, text=True,
-                              env={**os.environ, "PORT": str(port), "REDIS_PORT": str(redis_port),
+                              env={**os.environ, "PORT": str(port), "REDIS_PORT": str(redis_port), "JANUS_PORT": str(free_port()),
                                    "PYTHON": sys.executable, "TMPDIR": str(tmp_path)},
                               start_new_session=True)
 
@@ -289,6 +289,11 @@ def test_run_local_starts_the_set_behind_one_address(tmp_path):
             assert seen[-1]["status"] in ("signed", "fingerspelled")
             async with http.get(f"{url}/metrics") as r:
                 assert r.status == 404  # scraped per server, not through the balancer
+            if shutil.which("janus"):  # the set includes Janus: the channel's video through nginx
+                from server.cluster.sfu import SfuViewer
+                video = await SfuViewer.join(http, url, "lobby")
+                assert (await asyncio.wait_for(video.track.recv(), 20)).width == 512
+                await video.close()
             await sender.close()
             await viewer.close()
 

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 CLOSE_TRY_AGAIN = 1013
 UNAVAILABLE = "the channel bus (Redis) is unreachable; the channel goes on when it is back"
+_REPUBLISH_S = 2.0  # between tries to publish a channel's video into Janus
 OWNER_LOST = "owner_lost: the server running this channel stopped before the unit finished"
 
 
@@ -71,6 +72,7 @@ class ClusterChannel(Channel):
         self._remote: dict[str, tuple[float, bool, bool]] = {}  # other processes' demand: until, poses, rotations
         self._open_units: dict[int, dict] = {}  # units begun and not ended: their `unit` fields
         self._last_unit = 0
+        self._publishing: asyncio.Task | None = None  # the owner's video into Janus ([cluster] janus)
         super().__init__(channels, name, language)
         self.lease = Lease(cluster.bus, cluster.key(name, "owner"), cluster.process, cluster.cfg.lease_ttl_s)
         self._out, self._in = cluster.key(name, "out"), cluster.key(name, "in")
@@ -139,6 +141,7 @@ class ClusterChannel(Channel):
         if self.owner:
             self._stop_session()
             self.cluster.release(self.lease)
+        self._unpublish()
         if self.video is not None:
             self.video.stop()
             self.video = None
@@ -305,6 +308,8 @@ class ClusterChannel(Channel):
         self.session.continue_after(self._last_unit)
         self._rotations_as_needed()
         self._publish_state()
+        if self.cluster.sfu is not None:
+            self._publishing = asyncio.create_task(self._publish_video())
         for member in self._waiting:
             self.members.add(member)
             member.put(self.session.ready_message())
@@ -317,9 +322,50 @@ class ClusterChannel(Channel):
             Channel.put(self, _owner_lost(fields))
         self._open_units.clear()
         self._stop_session()
+        self._unpublish()
         self.owner = False
         self.cluster.owned(self, False)
         self.rotations = None
+
+    async def _publish_video(self) -> None:
+        """The owner's one render of the channel, published into Janus for every server's viewers.
+        For as long as it owns the channel, viewers or not: a subscriber's picture does not wait
+        for a publisher to start, and a new owner needs no word of who watches to take over."""
+        sfu = self.cluster.sfu
+        assert sfu is not None and self.name is not None
+        renderer = await sfu.renderer()
+        try:
+            while True:  # until the channel is lost or closed (cancelled)
+                while not self.cluster.bus.up:  # cut off from Redis, another server may own the channel
+                    await asyncio.sleep(_REPUBLISH_S)  # now: making the room anew would take its video down
+                track = self.watch(renderer, self.hub.cfg.webrtc.codec, None)
+                try:
+                    publisher = await sfu.publish(self.name, track)
+                except asyncio.CancelledError:
+                    track.stop()
+                    raise
+                except Exception as exc:  # Janus down, or not up yet: try again
+                    log.warning("cluster: channel %r could not publish its video into Janus (%s: %s); again in %s s",
+                                self.name, type(exc).__name__, exc, _REPUBLISH_S)
+                    track.stop()
+                    await asyncio.sleep(_REPUBLISH_S)
+                    continue
+                try:
+                    await publisher.ended.wait()  # Janus restarted, or the connection to it failed
+                    log.warning("cluster: channel %r: the video published into Janus ended; publishing again",
+                                self.name)
+                finally:
+                    await publisher.close()
+                await asyncio.sleep(_REPUBLISH_S)
+        finally:
+            if self.video is not None and not self.video.viewers:  # lost: a relay renders for no one
+                self.video.stop()
+                self.video = None
+
+    def _unpublish(self) -> None:
+        if self._publishing is not None:
+            self._publishing.cancel()
+            self._publishing = None
 
     def _stop_session(self) -> None:
         if self.session is None:

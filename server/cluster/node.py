@@ -17,6 +17,7 @@ from server.cluster.lease import Lease
 from server.session import CLOSE_GOING_AWAY
 
 if TYPE_CHECKING:
+    from server.cluster.sfu import Sfu
     from server.hub import Hub
     from server.transports.channels import Channels
 
@@ -28,6 +29,7 @@ class Cluster:
         self.process = self.cfg.process or f"{socket.gethostname()}:{os.getpid()}"
         self.bus = Bus(self.cfg.redis, self._bus_state)
         self.channels: dict[str, ClusterChannel] = {}
+        self.sfu: Sfu | None = None  # with [cluster] janus: owners publish their channels' video there
         self._releases: set[asyncio.Task] = set()
         self.bus.subscribe(self.process_topic(self.process), self._reply)
         r = hub.metrics.registry
