@@ -12,19 +12,11 @@ from pathlib import Path
 import typer
 
 from engines.errors import fail
+from server.config import load_config_or_fail
 
 avatar_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Check rigged avatars.")
 
 _CONFIG = typer.Option(None, "--config", help="config file (default: the repository's config.toml)")
-
-
-def _load_config(config: str | None):
-    from server.config import ConfigError, load_config
-
-    try:
-        return load_config(config)
-    except ConfigError as exc:
-        fail(exc)
 
 
 @avatar_app.command("check")
@@ -35,7 +27,7 @@ def check(file: str = typer.Argument(..., help="a glTF 2.0 / VRM humanoid (.glb,
     from server.avatar.errors import AvatarError
     from server.avatar.gltf import load_avatar
 
-    cfg = _load_config(config)
+    cfg = load_config_or_fail(config)
     try:
         avatar = load_avatar(file, cfg.avatar.bone_map)
     except AvatarError as exc:
@@ -96,7 +88,7 @@ def render(input: str = typer.Argument(None, help="a .pose or .skels file (or gi
     if (input is None) == (captions is None):
         typer.echo("error: give either a pose file or --captions FILE", err=True)
         raise typer.Exit(2)
-    cfg = _with_video(_load_config(config), size, fps, engine)
+    cfg = _with_video(load_config_or_fail(config), size, fps, engine)
     try:
         if captions is not None:
             _render_overlay(cfg, Path(captions), Path(output), language, avatar, Path(report) if report else None)

@@ -14,6 +14,7 @@ import typer
 from typer.core import TyperGroup
 
 from engines.errors import fail
+from server.config import load_config_or_fail
 
 # name → ("module:typer_app", short help). A lazy app with one command becomes that command.
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
@@ -69,16 +70,7 @@ def config_check(config: str = typer.Option(None, "--config", help="config file 
     from dataclasses import asdict
     import json
 
-    typer.echo(json.dumps(asdict(_config(config)), indent=2))
-
-
-def _config(path: str | None):
-    from server.config import ConfigError, load_config
-
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        fail(exc)
+    typer.echo(json.dumps(asdict(load_config_or_fail(config)), indent=2))
 
 
 @app.command("serve")
@@ -91,7 +83,7 @@ def serve(config: str = typer.Option(None, "--config", help="config file (defaul
 
     from server.app import serve as run_server
 
-    cfg = _config(config)
+    cfg = load_config_or_fail(config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def ready(bound_host: str, bound_port: int) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engines.errors import fail
 from engines.typed_config import DEFAULT_CONFIG, REPO_ROOT, ConfigError, load_toml
 
 TRAINING_TABLES = ("corpus",)  # tables of config.toml that training reads, not the server
@@ -151,3 +152,11 @@ class Config:
 def load_config(path: str | Path | None = None) -> Config:
     """Load and validate a config file (the repository's `config.toml` by default)."""
     return load_toml(Config, Path(path) if path is not None else DEFAULT_CONFIG, skip=TRAINING_TABLES)
+
+
+def load_config_or_fail(path: str | Path | None = None) -> Config:
+    """`load_config` for a CLI command: a bad file ends the command with its coded error."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        fail(exc)

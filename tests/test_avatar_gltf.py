@@ -153,18 +153,3 @@ def test_cli_check_reports_and_fails_clearly(tmp_path):
     bad = _edit(tmp_path, lambda g: _rename(g, lambda n: "x" if n == "rightThumbDistal" else n))
     fail = runner.invoke(app, ["avatar", "check", str(bad)])
     assert fail.exit_code == 2 and "avatar_missing_bones" in fail.output and "rightThumbDistal" in fail.output
-
-
-def test_serving_packages_do_not_import_the_tools_package():
-    """tools/ (the avatar generator, the fidelity measure) is for bench, tests and the asset build:
-    nothing under server/ or engines/ may import it."""
-    import ast
-
-    root = Path(__file__).resolve().parent.parent
-    offenders = []
-    for path in [*root.glob("server/**/*.py"), *root.glob("engines/**/*.py")]:
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
-                [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else []
-            offenders += [f"{path.relative_to(root)}: {n}" for n in names if n == "tools" or n.startswith("tools.")]
-    assert not offenders, offenders

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("engines", "server", "training")
+PACKAGES = ("engines", "server", "training", "tools")
 # "module:attribute" strings, which server/cli.py hands to importlib: a lazy import is an import too.
 LAZY_REFERENCE = re.compile(rf"^((?:{'|'.join(PACKAGES)})(?:\.\w+)*):\w+$")
 # The one way serving reaches training: `signstream train`, `data`, ... mounted lazily.
@@ -95,6 +95,11 @@ def _edges(graph: dict[str, set[str]], src: str, dst: str) -> set[tuple[str, str
 
 def test_engines_imports_neither_server_nor_training(graph):
     assert _edges(graph, "engines", "server") | _edges(graph, "engines", "training") == set()
+
+
+def test_serving_packages_do_not_import_the_tools_package(graph):
+    """tools/ (the avatar generator, the fidelity measure) is for bench, tests and the asset build."""
+    assert _edges(graph, "server", "tools") | _edges(graph, "engines", "tools") == set()
 
 
 def test_training_imports_no_server_module(graph):
