@@ -22,6 +22,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("training.cli:train_app", "Train a SignLLM model from a TOML config."),
     "eval": ("training.cli:eval_app", "Evaluate a SignLLM checkpoint (DTW-MJE, JSON)."),
     "backtranslate": ("training.cli:backtranslate_app", "Back-translation judge (pose → text): train, eval."),
+    "average": ("training.cli:average_app", "Average SignLLM checkpoints' weights (a model soup)."),
     "export": ("training.cli:export_app", "Export a SignLLM checkpoint to an engine folder (ONNX, TensorRT)."),
     "lexicon": ("engines.notation.cli:lexicon_app", "Notation lexicons (HamNoSys, SiGML): check a file, pack DSGS."),
 }

@@ -20,7 +20,7 @@ from server.config import ConfigError
 from training.dtw import cut_at_counter, dtw_cost, dtw_mje
 from training.plc import PriorityChannel, keypoint_quality, rloo_advantages
 from training.train import (Example, encode_batch, fit_normalisation, load_train_config, pad_steps, regression_loss,
-                            rl_loss, teacher_inputs)
+                            rl_loss, self_fed_inputs, teacher_inputs)
 
 torch.set_num_threads(1)  # small tensors: more threads only spin on a shared 2-core machine
 
@@ -145,11 +145,38 @@ def test_teacher_inputs_start_with_bos() -> None:
     assert torch.equal(inputs[:, 0], torch.zeros(2, 151)) and torch.equal(inputs[:, 1:], targets[:, :3])
 
 
+def test_self_fed_inputs_are_the_models_own_one_step_predictions() -> None:
+    torch.manual_seed(0)
+    examples = [as_example(word_record("ase", w)) for w in ("AB", "CADE")]
+    tok = Tokenizer.train([e.gloss for e in examples], ["ase"])
+    model = SignLLM(ModelConfig(vocab_size=tok.vocab_size, languages=["ase"], d_model=16, n_heads=2, enc_layers=1,
+                                dec_layers=2, d_ff=16, future=2, dropout=0.0))
+    fit_normalisation(model, examples)
+    tokens, lang = encode_batch(tok, ["ase"], examples)
+    targets, mask = pad_steps([e.steps for e in examples])
+    inputs = teacher_inputs(model, targets)
+    assert torch.equal(self_fed_inputs(model, tokens, lang, inputs, 0.0), inputs)
+    fed = self_fed_inputs(model, tokens, lang, inputs, 1.0)
+    with torch.no_grad():
+        own = model.denormalise(model(tokens, lang, inputs)[:, :, 0], lang)
+    # BOS stays; every later input is the prediction made one step earlier from the true frames.
+    assert torch.equal(fed[:, 0], inputs[:, 0])
+    assert torch.allclose(fed[:, 1:], own[:, :-1]) and not torch.allclose(fed[:, 1:], inputs[:, 1:])
+    half = self_fed_inputs(model, tokens, lang, inputs, 0.5)
+    replaced = ~(half == inputs).all(-1)
+    assert 0 < replaced[:, 1:].float().mean() < 1 and not replaced[:, 0].any()
+    # The loss on self-fed inputs still trains (gradients reach the weights).
+    loss = regression_loss(model, tokens, lang, targets, mask, counter_weight=1.0, noise=0.1, self_feed=0.5).mean()
+    loss.backward()
+    assert model.pose_in.weight.grad is not None and model.pose_in.weight.grad.abs().sum() > 0
+
+
 @pytest.mark.parametrize("body, message", [
     ("[model]\nd_modle = 64\n", "unknown key 'model.d_modle'"),
     ("[train]\nlr = 'fast'\n", "'train.lr' must be float"),
     ("[model]\nd_model = 30\nn_heads = 4\n", "must be a multiple of 'model.n_heads'"),
     ("[rl]\nenabled = true\nsamples = 1\n", "'rl.samples' must be at least 2"),
+    ("[augment]\nself_feed = 1.5\n", "'augment.self_feed' must be between 0 and 1"),
     ("[train\n", "not valid TOML"),
 ])
 def test_bad_config_is_a_clear_error(tmp_path, body: str, message: str) -> None:

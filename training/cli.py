@@ -186,6 +186,25 @@ def evaluate(
                        f"{r['bleu1']}/{r['bleu2']}/{r['bleu3']}/{r['bleu4']}  ROUGE-L {r['rougeL']}  (n={r['n']})")
 
 
+average_app = typer.Typer(add_completion=False, help="Average SignLLM checkpoints' weights into one checkpoint.")
+
+
+@average_app.command()
+def average(
+    checkpoints: list[Path] = typer.Argument(..., help="checkpoint folders of one architecture and tokenizer"),
+    out: Path = typer.Option(..., "--out", help="checkpoint folder to write"),
+    fp16: bool = typer.Option(False, "--fp16", help="fp16 weight storage"),
+) -> None:
+    """Average the weights of checkpoints (a uniform model soup): e.g. a run's best and last."""
+    from training.average import average_checkpoints
+
+    try:
+        folder = average_checkpoints(checkpoints, out, fp16)
+    except (SignStreamError, FileNotFoundError) as exc:
+        fail(exc)
+    typer.echo(json.dumps({"checkpoint": str(folder), "averaged": [str(c) for c in checkpoints]}))
+
+
 backtranslate_app = typer.Typer(no_args_is_help=True, add_completion=False,
                                 help="Back-translation judge (pose → text, Sign2GPT-style): train and evaluate.")
 

@@ -84,6 +84,9 @@ class TrainSection:
 class AugmentSection:
     future: int = 1  # FP: frames predicted a step (1 = off)
     gaussian_noise: float = 0.0  # GN: input noise std, in units of each value's data std
+    # Self-feeding (scheduled sampling, two-pass): this share of the decoder's input frames is the
+    # model's own one-step prediction of that frame instead of the recording's (0 = off).
+    self_feed: float = 0.0
 
 
 @dataclass
@@ -131,6 +134,8 @@ def load_train_config(path: str | Path) -> TrainConfig:
         problems.append(f"'model.tokenizer' must be 'char' or 'unigram', got {cfg.model.tokenizer!r}")
     if cfg.augment.future < 1:
         problems.append("'augment.future' must be at least 1")
+    if not 0.0 <= cfg.augment.self_feed <= 1.0:
+        problems.append(f"'augment.self_feed' must be between 0 and 1, got {cfg.augment.self_feed}")
     if cfg.rl.enabled and cfg.rl.samples < 2:
         problems.append("'rl.samples' must be at least 2 (leave-one-out baseline)")
     if cfg.rl.reward not in ("dtw", "reader"):
@@ -246,10 +251,27 @@ def teacher_inputs(model: SignLLM, targets: torch.Tensor) -> torch.Tensor:
 # --- losses ---------------------------------------------------------------------------------
 
 
+def self_fed_inputs(model: SignLLM, tokens: torch.Tensor, lang: torch.Tensor, inputs: torch.Tensor,
+                    share: float) -> torch.Tensor:
+    """Teacher inputs with a random `share` of frames (never BOS) replaced by the model's own
+    prediction of that frame from the true frames before it: what it will feed itself at inference.
+    One extra forward pass without gradients (scheduled sampling for a parallel decoder)."""
+    with torch.no_grad():
+        own = model.denormalise(model(tokens, lang, inputs)[:, :, 0], lang)  # own[:, t] predicts frame t
+    mixed = inputs.clone()
+    pick = torch.rand(inputs.shape[:2], device=inputs.device) < share
+    pick[:, 0] = False
+    mixed[:, 1:][pick[:, 1:]] = own[:, :-1][pick[:, 1:]]
+    return mixed
+
+
 def regression_loss(model: SignLLM, tokens: torch.Tensor, lang: torch.Tensor, targets: torch.Tensor,
-                    mask: torch.Tensor, counter_weight: float, noise: float) -> torch.Tensor:
-    """Per-example MSE (B,) in model space over every predicted future frame (FP) with GN on inputs."""
+                    mask: torch.Tensor, counter_weight: float, noise: float, self_feed: float = 0.0) -> torch.Tensor:
+    """Per-example MSE (B,) in model space over every predicted future frame (FP) with GN on inputs,
+    optionally on partly self-fed inputs (`self_fed_inputs`)."""
     inputs = teacher_inputs(model, targets)
+    if self_feed > 0:
+        inputs = self_fed_inputs(model, tokens, lang, inputs, self_feed)
     if noise > 0:
         jitter = torch.randn_like(inputs[..., :FRAME_VALUES]) * noise * model.pose_stats(lang, 3)[1]
         inputs = torch.cat([inputs[..., :FRAME_VALUES] + jitter, inputs[..., FRAME_VALUES:]], dim=-1)
@@ -482,7 +504,7 @@ def train(config_path: str | Path, out: str | Path, resume: bool = True, progres
             tokens, lang = encode_batch(tokenizer, languages, batch)
             targets, mask = pad_steps([e.steps for e in batch])
             per_example = regression_loss(model, tokens, lang, targets, mask, cfg.train.counter_weight,
-                                          cfg.augment.gaussian_noise)
+                                          cfg.augment.gaussian_noise, cfg.augment.self_feed)
             loss = (per_example * torch.from_numpy(weights)).mean()
             if cfg.rl.enabled and step >= cfg.rl.start_step and step % cfg.rl.every == 0:
                 k = min(cfg.rl.prompts, len(batch))
