@@ -19,8 +19,8 @@ class EncoderGraph(nn.Module):
 
     def forward(self, tokens: Tensor, lang: Tensor) -> tuple[Tensor, ...]:
         mem = self.model.encode(tokens, lang)
-        kappa0 = self.model.start(mem).kappa
-        return mem.cross_k, mem.cross_v, mem.bias, mem.n_tokens, mem.group, kappa0
+        start = self.model.start(mem)
+        return mem.cross_k, mem.cross_v, mem.bias, mem.n_tokens, mem.group, start.kappa, start.ahead
 
 
 class DecoderGraph(nn.Module):
@@ -30,7 +30,7 @@ class DecoderGraph(nn.Module):
 
     def forward(self, frame: Tensor, cross_k: Tensor, cross_v: Tensor, mem_bias: Tensor, n_tokens: Tensor,
                 group: Tensor, cache_k: Tensor, cache_v: Tensor, cache_bias: Tensor, kappa: Tensor,
-                pos: Tensor) -> tuple[Tensor, ...]:
+                pos: Tensor, ahead: Tensor) -> tuple[Tensor, ...]:
         out, c = self.model.step(frame, Memory(cross_k, cross_v, mem_bias, n_tokens, group),
-                                 Cache(cache_k, cache_v, cache_bias, kappa, pos))
-        return out, c.k, c.v, c.bias, c.kappa, c.pos
+                                 Cache(cache_k, cache_v, cache_bias, kappa, pos, ahead))
+        return out, c.k, c.v, c.bias, c.kappa, c.pos, c.ahead

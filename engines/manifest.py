@@ -26,7 +26,7 @@ from engines.skeleton import NUM_JOINTS, STEP_VALUES
 
 MANIFEST = "engine.json"
 LETTERS_FILE = "letters.npz"
-FORMAT = 1
+FORMAT = 2  # 2: the decoder carries `ahead` (FP ensembling); format-1 folders must be re-exported
 SKELETON = "signllm-50"
 
 # The graph contract. Shapes: B batch, N tokens, T cached frames (all dynamic); L decoder layers,
@@ -35,8 +35,9 @@ SKELETON = "signllm-50"
 # so handing it back costs nothing and the next step feeds it straight in.
 ENCODER_INPUTS = ("tokens", "lang")  # (B, N) int64, (B,) int64
 MEMORY = ("cross_k", "cross_v", "mem_bias", "n_tokens", "group")  # (L,B,H,N,D) ×2, (B,1,1,N), (B,), (B,) int64
-ENCODER_OUTPUTS = (*MEMORY, "kappa0")  # kappa0 (B,): where reading starts
-CACHE = ("cache_k", "cache_v", "cache_bias", "kappa", "pos")  # (L,B,H,T,D) ×2, (B,1,1,T), (B,), (B,) int64
+ENCODER_OUTPUTS = (*MEMORY, "kappa0", "ahead0")  # kappa0 (B,): where reading starts; ahead0 (B,A,151) zeros
+# (L,B,H,T,D) ×2, (B,1,1,T), (B,), (B,) int64, (B,A,151): A static (the model's future − 1, at least 1)
+CACHE = ("cache_k", "cache_v", "cache_bias", "kappa", "pos", "ahead")
 # A masked slot in mem_bias / cache_bias (additive, 0 elsewhere); the torch model masks with it too.
 # Finite, so fully masked rows stay NaN-free (and fp16-safe).
 NEG = -1e4
@@ -200,7 +201,8 @@ def check_graph_io(m: Manifest, role: str, inputs: dict[str, list], outputs: dic
                              f"contract {list(want_in)} / {list(want_out)}")
     L, H, D = m.layers, m.heads, m.head_dim
     expect = {"cross_k": [L, None, H, None, D], "cross_v": [L, None, H, None, D],
-              "cache_k": [L, None, H, None, D], "cache_v": [L, None, H, None, D], "frame": [None, STEP_VALUES]}
+              "cache_k": [L, None, H, None, D], "cache_v": [L, None, H, None, D], "frame": [None, STEP_VALUES],
+              "ahead": [None, None, STEP_VALUES]}
     for name, shape in {**inputs, **outputs}.items():
         want = expect.get(name.removesuffix("_out"))
         if want is None:

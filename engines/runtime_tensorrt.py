@@ -44,7 +44,8 @@ def _dims(name: str, static: list[int], pick: int) -> tuple[int, ...]:
     """One corner (0 min, 1 opt, 2 max) of the profile for a graph input, from its static dims (-1 dynamic)."""
     batch, tokens, cached = BATCH[pick], TOKENS[pick], CACHED[pick]
     axis_of = {"tokens": (batch, tokens), "lang": (batch,), "frame": (batch, static[1]),
-               "n_tokens": (batch,), "group": (batch,), "kappa": (batch,), "pos": (batch,)}
+               "n_tokens": (batch,), "group": (batch,), "kappa": (batch,), "pos": (batch,),
+               "ahead": (batch, *static[1:])}
     if name in axis_of:
         return axis_of[name]
     L, _, H, _, D = static if len(static) == 5 else (0, 0, 0, 0, 0)

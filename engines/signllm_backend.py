@@ -225,7 +225,7 @@ class SignLLMBackend:
         new = {name: enc[name] for name in MEMORY}
         new.update(cache_k=np.zeros((L, b, H, T, D), np.float32), cache_v=np.zeros((L, b, H, T, D), np.float32),
                    cache_bias=np.full((b, 1, 1, T), NEG, np.float32), kappa=enc["kappa0"],
-                   pos=np.zeros(b, np.int64), frame=np.zeros((b, STEP_VALUES), np.float32))  # BOS: origin, counter 0
+                   ahead=enc["ahead0"], pos=np.zeros(b, np.int64), frame=np.zeros((b, STEP_VALUES), np.float32))  # BOS: origin, counter 0
         if self._keys:
             n_old = self._state["mem_bias"].shape[-1]
             width = max(n, n_old)
@@ -247,7 +247,7 @@ class SignLLMBackend:
         bias = np.concatenate([s["cache_bias"], np.full((B, 1, 1, 1), NEG, np.float32)], axis=3)
         bias[rows] = grown["cache_bias"]
         s["cache_bias"] = bias
-        for name in ("kappa", "pos"):
+        for name in ("kappa", "pos", "ahead"):
             s[name][rows] = grown[name]
         s["frame"][rows] = frames
         self._frames[rows] += 1

@@ -40,7 +40,7 @@ def test_missing_files_are_named(folder, tmp_path):
 
 @pytest.mark.parametrize("change, message", [
     (lambda b: b.pop("graphs"), "missing key 'graphs'"),
-    (lambda b: b.update(format=99), "format 99 is not 1"),
+    (lambda b: b.update(format=99), "format 99 is not 2"),
     (lambda b: b["skeleton"].update(joints=17), "is not signllm-50"),
     (lambda b: b.update(languages=[]), "'languages' must be a non-empty list"),
     (lambda b: b["decoder"].update(layers="two"), "'decoder.layers' must be a positive integer"),

@@ -57,7 +57,7 @@ def test_onnxruntime_matches_torch_over_100_frames(engine):
     state = {k: enc[k] for k in MEMORY}
     state.update(frame=np.zeros((B, 151), np.float32), cache_k=np.zeros((L, B, H, 0, D), np.float32),
                  cache_v=np.zeros((L, B, H, 0, D), np.float32), cache_bias=np.zeros((B, 1, 1, 0), np.float32),
-                 kappa=enc["kappa0"], pos=np.zeros(B, np.int64))
+                 kappa=enc["kappa0"], pos=np.zeros(B, np.int64), ahead=enc["ahead0"])
     with torch.no_grad():
         mem = model.encode(torch.from_numpy(tokens), torch.from_numpy(lang))
         cache, frame = model.start(mem), model.bos(B)

@@ -29,11 +29,10 @@ def batch(seed: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     return tokens, lang, frames
 
 
-def test_incremental_steps_equal_teacher_forcing() -> None:
-    model = tiny(future=2)
-    tokens, lang, frames = batch()
+def stepped(model: SignLLM, tokens: torch.Tensor, lang: torch.Tensor, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Teacher-forced predictions (B, T, future, 151) and the frames `step` gives on the same inputs (B, T, 151)."""
     with torch.no_grad():
-        full = model.denormalise(model(tokens, lang, frames)[:, :, 0], lang)
+        full = model.denormalise(model(tokens, lang, frames), lang)
         mem = model.encode(tokens, lang)
         cache = model.start(mem)
         steps = []
@@ -41,7 +40,28 @@ def test_incremental_steps_equal_teacher_forcing() -> None:
             out, cache = model.step(frames[:, t], mem, cache)
             steps.append(out)
     assert cache.k.shape[3] == frames.shape[1]  # the cache grew one slot a step
-    torch.testing.assert_close(torch.stack(steps, 1), full, atol=1e-4, rtol=1e-4)
+    return full, torch.stack(steps, 1)
+
+
+@pytest.mark.parametrize("future", [1, 2, 3])
+def test_incremental_steps_equal_teacher_forcing(future: int) -> None:
+    model = tiny(future=future)
+    full, steps = stepped(model, *batch())
+    # FP ensembling: frame t is the mean of the predictions of it made at steps t−future+1 … t;
+    # the counter is the step's own.
+    want = torch.stack([torch.stack([full[:, t - k, k] for k in range(min(t, future - 1) + 1)]).mean(0)
+                        for t in range(full.shape[1])], 1)
+    want[..., -1] = full[:, :, 0, -1]
+    torch.testing.assert_close(steps, want, atol=1e-4, rtol=1e-4)
+    if future > 1:  # the ensemble is not the first prediction alone
+        assert not torch.allclose(want, full[:, :, 0], atol=1e-3)
+
+
+def test_without_fp_ensembling_a_step_is_its_first_prediction() -> None:
+    model = tiny(future=3)
+    model.cfg.fp_ensemble = False
+    full, steps = stepped(model, *batch())
+    torch.testing.assert_close(steps, full[:, :, 0], atol=1e-4, rtol=1e-4)
 
 
 def test_read_position_only_moves_forward() -> None:

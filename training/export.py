@@ -50,7 +50,7 @@ def example_inputs(model: SignLLM, batch: int = 2, tokens: int = 5, cached: int 
         for _ in range(cached):
             frame, cache = model.step(frame, mem, cache)
     return (tok, lang), (frame, mem.cross_k, mem.cross_v, mem.bias, mem.n_tokens, mem.group,
-                         cache.k, cache.v, cache.bias, cache.kappa, cache.pos)
+                         cache.k, cache.v, cache.bias, cache.kappa, cache.pos, cache.ahead)
 
 
 def _export(module: nn.Module, args: tuple, names_in: tuple, names_out: tuple, dynamic: dict, path: Path) -> None:
@@ -72,7 +72,8 @@ def export_graphs(model: SignLLM, out: Path) -> None:
     _export(EncoderGraph(model), enc_args, ENCODER_INPUTS, ENCODER_OUTPUTS,
             {"tokens": {0: B, 1: N}, "lang": {0: B}}, out / ENCODER_FILE)
     mem = {"cross_k": {1: B, 3: N}, "cross_v": {1: B, 3: N}, "mem_bias": {0: B, 3: N}, "n_tokens": {0: B}, "group": {0: B}}
-    cache = {"cache_k": {1: B, 3: T}, "cache_v": {1: B, 3: T}, "cache_bias": {0: B, 3: T}, "kappa": {0: B}, "pos": {0: B}}
+    cache = {"cache_k": {1: B, 3: T}, "cache_v": {1: B, 3: T}, "cache_bias": {0: B, 3: T}, "kappa": {0: B}, "pos": {0: B},
+             "ahead": {0: B}}
     _export(DecoderGraph(model), dec_args, DECODER_INPUTS, DECODER_OUTPUTS,
             {"frame": {0: B}, **mem, **cache}, out / DECODER_FILE)
     for name in (ENCODER_FILE, DECODER_FILE):
