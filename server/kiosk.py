@@ -8,6 +8,7 @@ Chromium exits (or on Ctrl-C).
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -62,6 +63,9 @@ def run_kiosk(server: str, url: str, config: str | None, browser: bool) -> int:
     """Ensure the server, then show `url` full screen until Chromium exits (or, without a browser,
     until Ctrl-C when this started the server). Returns an exit status."""
     proc = None if answering(server) else start_server(server, config)
+    # A service manager stops the kiosk with SIGTERM: end as on Ctrl-C, so the server it started stops
+    # too instead of living on as an orphan.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         print(url, flush=True)
         if browser:

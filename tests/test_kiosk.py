@@ -72,3 +72,18 @@ def test_kiosk_reconnects_after_the_server_restarts():
             cli.send_signal(signal.SIGINT)  # the command stops the server it started
             assert cli.wait(timeout=30) == 0
             assert not answering(url)
+
+
+def test_sigterm_to_the_kiosk_stops_the_server_it_started():
+    """What a service manager sends: the kiosk ends cleanly and takes its server with it (no orphan)."""
+    url = f"http://127.0.0.1:{_free_port()}"
+    cli = subprocess.Popen([sys.executable, "-m", "server.cli", "kiosk", "--no-browser", "--server", url],
+                           cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert cli.stdout is not None and cli.stdout.readline().strip() == f"{url}/kiosk" and answering(url)
+        cli.send_signal(signal.SIGTERM)
+        assert cli.wait(timeout=30) == 0
+        assert not answering(url)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
