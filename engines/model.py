@@ -57,7 +57,7 @@ class ModelConfig:
     dec_layers: int = 3
     d_ff: int = 256
     mlsf: bool = True  # one feed-forward group per language; False: one shared group
-    future: int = 1  # frames predicted a step (future prediction, FP); only the first is used
+    future: int = 1  # frames predicted a step (future prediction, FP); at inference see fp_ensemble
     dropout: float = 0.1
     pad_id: int = 0
     # FP ensembling at inference: frame t is the mean of the predictions of it made at steps

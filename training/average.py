@@ -13,8 +13,7 @@ from pathlib import Path
 from engines.errors import SignStreamError
 from engines.model import CONFIG, load_model, save_model
 from engines.tokenizer import Tokenizer
-
-TOKENIZER = "tokenizer.model"
+from training.export import TOKENIZER
 
 
 class AverageError(SignStreamError):
