@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -38,12 +39,13 @@ class Set:
     urls: list[str] = field(default_factory=list)
 
 
-@pytest.fixture
-def two(tmp_path: Path) -> Iterator[Set]:
+@contextmanager
+def cluster_of(tmp_path: Path, n: int) -> Iterator[Set]:
+    """A redis-server and n servers p0, p1, … in cluster mode, stopped at the end."""
     port = free_port()
     s = Set(start_redis(port), port)
     try:
-        for i in range(2):
+        for i in range(n):
             proc, url = start_server(tmp_path, port, name=f"p{i}", lease_ttl_s=TTL)
             s.procs.append(proc)
             s.urls.append(url)
@@ -52,6 +54,12 @@ def two(tmp_path: Path) -> Iterator[Set]:
         stop_servers(s.procs)
         s.redis.kill()
         s.redis.wait()
+
+
+@pytest.fixture
+def two(tmp_path: Path) -> Iterator[Set]:
+    with cluster_of(tmp_path, 2) as s:
+        yield s
 
 
 def run(coro: Any) -> Any:
@@ -129,13 +137,14 @@ def test_the_owners_death_moves_the_channel_and_the_viewer_stays(two):
             unit = next(m for m in seen if is_type("unit")(m))["unit"]
             two.procs[0].send_signal(signal.SIGKILL)  # mid-unit
             killed = time.monotonic()
+            # A caption sent while no process owns the channel is kept by B, not lost.
+            await viewer.caption("c2", "thank you.")
             # B takes the lease; the unit A left unfinished ends with a status saying why.
             seen = await until(viewer, is_type("unit_status", unit=unit), timeout=10 * TTL)
             assert seen[-1]["status"] == "failed" and seen[-1]["reason"].startswith("owner_lost")
             assert time.monotonic() - killed < 4 * TTL
             assert (await health(http, b))["cluster"]["owned"] == ["hall"]
-            # The viewer kept its connection and sees the next caption signed, under a new unit id.
-            await viewer.caption("c2", "thank you.")
+            # The viewer kept its connection and sees the caption of the gap signed, under a new unit id.
             seen = await until(viewer, is_type("unit", caption="c2"))
             new = seen[-1]["unit"]
             assert new > unit  # ids go on after the old owner's: a client never sees one twice
@@ -146,6 +155,42 @@ def test_the_owners_death_moves_the_channel_and_the_viewer_stays(two):
             await viewer.close()
 
     run(main())
+
+
+def test_a_caption_sent_elsewhere_while_no_one_owns_the_channel_reaches_the_new_owner(tmp_path):
+    """Three servers: A owns the channel and dies; C's viewer sends a caption in the gap; B takes
+    the channel (the test hands B the lease, so the path is always the same). C hands B what A
+    never acknowledged, and the caption is signed for C's viewer."""
+    import redis
+
+    with cluster_of(tmp_path, 3) as s:
+        async def main():
+            async with aiohttp.ClientSession() as http:
+                sender, b_viewer = await pair(http, s, "gap")
+                c_viewer = await LiveClient.connect(http, s.urls[2], channel="gap", idle_frames=False)
+                await sender.caption("c1", "good morning.")
+                await until(c_viewer, is_type("unit_status"))  # C has heard A's beats and acknowledgements
+                s.procs[0].send_signal(signal.SIGKILL)
+                await c_viewer.caption("c2", "thank you.")  # nobody handles it now
+                await asyncio.sleep(0.2)
+                lease = redis.Redis(port=s.redis_port).set("signstream:channel:gap:owner", "p1", px=int(TTL * 1000))
+                assert lease
+                seen = await until(c_viewer, is_type("unit", caption="c2"), timeout=10 * TTL)
+                new = seen[-1]["unit"]
+                seen = await until(c_viewer, is_type("unit_status", unit=new))
+                assert seen[-1]["status"] in ("signed", "fingerspelled")
+                assert (await health(http, s.urls[1]))["cluster"]["owned"] == ["gap"]
+                assert (await health(http, s.urls[2]))["cluster"]["relayed"] == ["gap"]
+                # Signed once: B's viewer sees the one unit of c2 too, and no second one.
+                seen = await until(b_viewer, is_type("unit_status", unit=new))
+                await asyncio.sleep(3 * TTL)  # beats pass: nothing is handed over again
+                await c_viewer.send({"type": "ping"})
+                later = await until(c_viewer, is_type("pong"), timeout=5)
+                assert not any(is_type("unit", caption="c2")(m) for m in later)
+                await b_viewer.close()
+                await c_viewer.close()
+
+        run(main())
 
 
 def test_an_owner_shutting_down_hands_its_channel_over_at_once(two):

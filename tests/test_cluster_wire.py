@@ -33,10 +33,11 @@ def test_rotation_frames_cross_as_the_owners_encoded_bytes():
 def test_messages_client_messages_and_replies_round_trip():
     unit = Message("unit", {"unit": 4, "caption": "c1", "text": "Grüße", "language": "gsg", "segments": []})
     assert wire.decode(wire.message(unit)) == unit
-    assert wire.decode(wire.state({"language": "ase", "fps": 25.0})) == wire.State({"language": "ase", "fps": 25.0})
+    beat = wire.state({"language": "ase", "fps": 25.0}, "s1#0a1b", {"s2": 41})
+    assert wire.decode(beat) == wire.State({"language": "ase", "fps": 25.0}, "s1#0a1b", {"s2": 41})
     assert wire.decode(wire.ended(1008)) == wire.Ended(1008)
     for raw in ('{"type":"caption","id":"a","text":"hi\\n"}', b'\xff{"type":"ping"}'):
-        assert wire.decode(wire.client("s1", 77, raw)) == wire.ClientMessage("s1", 77, raw)
+        assert wire.decode(wire.client("s1", 77, raw, 12)) == wire.ClientMessage("s1", 77, raw, 12)
     assert wire.decode(wire.demand("s2", True, False)) == wire.Demand("s2", True, False)
     pong = Message("pong")
     assert wire.decode(wire.reply("hall", 9, pong)) == wire.Reply("hall", 9, pong)

@@ -19,8 +19,9 @@ from server.cli import app
 from server.config import ConfigError
 from training.dtw import cut_at_counter, dtw_cost, dtw_mje
 from training.plc import PriorityChannel, keypoint_quality, rloo_advantages
-from training.train import (Example, encode_batch, fit_normalisation, load_train_config, pad_steps, regression_loss,
-                            rl_loss, self_fed_inputs, teacher_inputs)
+from engines.skeleton import LEFT_HAND, RIGHT_HAND
+from training.train import (Example, encode_batch, fit_normalisation, handshape_error, load_train_config, pad_steps,
+                            regression_loss, rl_loss, self_fed_inputs, teacher_inputs)
 
 torch.set_num_threads(1)  # small tensors: more threads only spin on a shared 2-core machine
 
@@ -52,15 +53,23 @@ def synthetic_corpus(tmp_path) -> Path:
     return tmp_path
 
 
-def test_tiny_model_overfits_and_stops_on_its_own_counter() -> None:
-    torch.manual_seed(0)
-    examples = [as_example(word_record("ase", w, hold=2)) for w in ("AB", "CADE", "HEAD")]
+def tiny_model(words: tuple[str, ...], hold: int = 3, **cfg) -> tuple[SignLLM, list[Example], torch.Tensor, torch.Tensor,
+                                                                 torch.Tensor, torch.Tensor]:
+    """A small ase model normalised to `words` (one pose per letter), with the words as a batch:
+    (model, examples, tokens, lang, targets, mask)."""
+    examples = [as_example(word_record("ase", w, hold=hold)) for w in words]
     tok = Tokenizer.train([e.gloss for e in examples], ["ase"])
-    model = SignLLM(ModelConfig(vocab_size=tok.vocab_size, languages=["ase"], d_model=32, n_heads=2, enc_layers=1,
-                                dec_layers=2, d_ff=64, dropout=0.0))
+    model = SignLLM(ModelConfig(vocab_size=tok.vocab_size, languages=["ase"], **{
+        "d_model": 16, "n_heads": 2, "enc_layers": 1, "dec_layers": 2, "d_ff": 16, "dropout": 0.0, **cfg}))
     fit_normalisation(model, examples)
     tokens, lang = encode_batch(tok, ["ase"], examples)
     targets, mask = pad_steps([e.steps for e in examples])
+    return model, examples, tokens, lang, targets, mask
+
+
+def test_tiny_model_overfits_and_stops_on_its_own_counter() -> None:
+    torch.manual_seed(0)
+    model, examples, tokens, lang, targets, mask = tiny_model(("AB", "CADE", "HEAD"), hold=2, d_model=32, d_ff=64)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     losses = []
     for _ in range(200):
@@ -147,13 +156,7 @@ def test_teacher_inputs_start_with_bos() -> None:
 
 def test_self_fed_inputs_are_the_models_own_one_step_predictions() -> None:
     torch.manual_seed(0)
-    examples = [as_example(word_record("ase", w)) for w in ("AB", "CADE")]
-    tok = Tokenizer.train([e.gloss for e in examples], ["ase"])
-    model = SignLLM(ModelConfig(vocab_size=tok.vocab_size, languages=["ase"], d_model=16, n_heads=2, enc_layers=1,
-                                dec_layers=2, d_ff=16, future=2, dropout=0.0))
-    fit_normalisation(model, examples)
-    tokens, lang = encode_batch(tok, ["ase"], examples)
-    targets, mask = pad_steps([e.steps for e in examples])
+    model, _, tokens, lang, targets, mask = tiny_model(("AB", "CADE"), future=2)
     inputs = teacher_inputs(model, targets)
     assert torch.equal(self_fed_inputs(model, tokens, lang, inputs, 0.0), inputs)
     fed = self_fed_inputs(model, tokens, lang, inputs, 1.0)
@@ -171,12 +174,38 @@ def test_self_fed_inputs_are_the_models_own_one_step_predictions() -> None:
     assert model.pose_in.weight.grad is not None and model.pose_in.weight.grad.abs().sum() > 0
 
 
+def test_handshape_error_sees_fingers_not_where_the_hand_is() -> None:
+    model, _, tokens, lang, targets, mask = tiny_model(("AB", "CADE"))
+    exact = model.normalise(targets, lang)
+    assert handshape_error(model, lang, exact, targets).abs().max() < 1e-6
+
+    def moved(values: torch.Tensor) -> torch.Tensor:
+        return model.normalise(values, lang)
+
+    # The whole right hand 0.3 units to the side: the arm is wrong, the handshape is not.
+    shifted = targets.clone()
+    shifted[..., 3 * RIGHT_HAND: 3 * (RIGHT_HAND + 21): 3] += 0.3
+    assert handshape_error(model, lang, moved(shifted), targets).abs().max() < 1e-5
+    # One fingertip of the left hand moved: the shape is wrong, on every frame, by the same amount.
+    bent = targets.clone()
+    bent[..., 3 * (LEFT_HAND + 8) + 1] += 0.3
+    err = handshape_error(model, lang, moved(bent), targets)
+    assert (err > 1e-3).all()
+    # It adds to the regression loss only when weighted, and it trains.
+    plain = regression_loss(model, tokens, lang, targets, mask, counter_weight=1.0, noise=0.0)
+    weighted = regression_loss(model, tokens, lang, targets, mask, counter_weight=1.0, noise=0.0, handshape_weight=2.0)
+    assert (weighted > plain).all()
+    weighted.mean().backward()
+    assert model.head.weight.grad is not None and model.head.weight.grad.abs().sum() > 0
+
+
 @pytest.mark.parametrize("body, message", [
     ("[model]\nd_modle = 64\n", "unknown key 'model.d_modle'"),
     ("[train]\nlr = 'fast'\n", "'train.lr' must be float"),
     ("[model]\nd_model = 30\nn_heads = 4\n", "must be a multiple of 'model.n_heads'"),
     ("[rl]\nenabled = true\nsamples = 1\n", "'rl.samples' must be at least 2"),
     ("[augment]\nself_feed = 1.5\n", "'augment.self_feed' must be between 0 and 1"),
+    ("[train]\nhandshape_weight = -1.0\n", "'train.handshape_weight' must not be negative"),
     ("[train\n", "not valid TOML"),
 ])
 def test_bad_config_is_a_clear_error(tmp_path, body: str, message: str) -> None:

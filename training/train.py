@@ -28,7 +28,7 @@ from engines.formats.prompt2sign import read_split
 from engines.langgloss import split_gloss
 from engines.model import ModelConfig, SignLLM, count_parameters, load_model, save_model
 from engines.sequence import PoseSequence
-from engines.skeleton import FRAME_VALUES, NUM_JOINTS, STEP_VALUES
+from engines.skeleton import FRAME_VALUES, LEFT_HAND, NUM_HAND, NUM_JOINTS, RIGHT_HAND, STEP_VALUES
 from engines.tokenizer import Tokenizer
 from engines.typed_config import ConfigError, load_toml
 from training.dtw import dtw_mje
@@ -70,6 +70,9 @@ class TrainSection:
     max_steps: int = 1_000_000
     budget_cpu_minutes: float = 0.0  # stop after this much process CPU time (0: no limit)
     counter_weight: float = 1.0
+    # Extra loss on handshape: each hand's points relative to its own wrist point, so a finger's
+    # error is not hidden by the arm's (fingerspelling errors are mostly wrong handshapes). 0: off.
+    handshape_weight: float = 0.0
     log_every: int = 25
     eval_every: int = 250
     eval_items: int = 100  # dev sequences decoded for the periodic dev DTW
@@ -136,6 +139,8 @@ def load_train_config(path: str | Path) -> TrainConfig:
         problems.append("'augment.future' must be at least 1")
     if not 0.0 <= cfg.augment.self_feed <= 1.0:
         problems.append(f"'augment.self_feed' must be between 0 and 1, got {cfg.augment.self_feed}")
+    if cfg.train.handshape_weight < 0:
+        problems.append(f"'train.handshape_weight' must not be negative, got {cfg.train.handshape_weight}")
     if cfg.rl.enabled and cfg.rl.samples < 2:
         problems.append("'rl.samples' must be at least 2 (leave-one-out baseline)")
     if cfg.rl.reward not in ("dtw", "reader"):
@@ -265,10 +270,28 @@ def self_fed_inputs(model: SignLLM, tokens: torch.Tensor, lang: torch.Tensor, in
     return mixed
 
 
+# Each hand's 21 points (its wrist point first) as indices into the 150 frame values, (2, 21, 3).
+_HAND_VALUES = torch.tensor([[[3 * (start + p) + c for c in range(3)] for p in range(NUM_HAND)]
+                             for start in (LEFT_HAND, RIGHT_HAND)])
+
+
+def handshape_error(model: SignLLM, lang: torch.Tensor, pred: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Squared error (B, T) of the hands' shapes: every hand point relative to its hand's wrist point,
+    predicted (model space, (B, T, 151)) against the recording (canonical, (B, T, 151)), in canonical
+    units divided by the language's std of that value, so it is on the regression loss's scale."""
+    mean, std = model.pose_stats(lang, pred.ndim)
+    pose = pred[..., :FRAME_VALUES] * std + mean
+    hands = _HAND_VALUES.to(pred.device)
+    rel_pred = pose[..., hands] - pose[..., hands[:, :1]]  # (B, T, 2, 21, 3)
+    rel_goal = targets[..., hands] - targets[..., hands[:, :1]]
+    return ((rel_pred - rel_goal) / std[..., hands]).pow(2).mean((-1, -2, -3))
+
+
 def regression_loss(model: SignLLM, tokens: torch.Tensor, lang: torch.Tensor, targets: torch.Tensor,
-                    mask: torch.Tensor, counter_weight: float, noise: float, self_feed: float = 0.0) -> torch.Tensor:
+                    mask: torch.Tensor, counter_weight: float, noise: float, self_feed: float = 0.0,
+                    handshape_weight: float = 0.0) -> torch.Tensor:
     """Per-example MSE (B,) in model space over every predicted future frame (FP) with GN on inputs,
-    optionally on partly self-fed inputs (`self_fed_inputs`)."""
+    optionally on partly self-fed inputs (`self_fed_inputs`), plus handshape_weight × `handshape_error`."""
     inputs = teacher_inputs(model, targets)
     if self_feed > 0:
         inputs = self_fed_inputs(model, tokens, lang, inputs, self_feed)
@@ -284,6 +307,8 @@ def regression_loss(model: SignLLM, tokens: torch.Tensor, lang: torch.Tensor, ta
         T = targets.shape[1] - k
         err = (pred[:, :T, k] - goal[:, k:]) ** 2
         per_frame = err[..., :FRAME_VALUES].mean(-1) + counter_weight * err[..., FRAME_VALUES]
+        if handshape_weight > 0:
+            per_frame = per_frame + handshape_weight * handshape_error(model, lang, pred[:, :T, k], targets[:, k:])
         valid = mask[:, k:].float()
         total = total + (per_frame * valid).sum(1)
         count = count + valid.sum(1)
@@ -504,7 +529,8 @@ def train(config_path: str | Path, out: str | Path, resume: bool = True, progres
             tokens, lang = encode_batch(tokenizer, languages, batch)
             targets, mask = pad_steps([e.steps for e in batch])
             per_example = regression_loss(model, tokens, lang, targets, mask, cfg.train.counter_weight,
-                                          cfg.augment.gaussian_noise, cfg.augment.self_feed)
+                                          cfg.augment.gaussian_noise, cfg.augment.self_feed,
+                                          cfg.train.handshape_weight)
             loss = (per_example * torch.from_numpy(weights)).mean()
             if cfg.rl.enabled and step >= cfg.rl.start_step and step % cfg.rl.every == 0:
                 k = min(cfg.rl.prompts, len(batch))

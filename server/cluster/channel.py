@@ -12,6 +12,10 @@ Every process with members claims the lease each beat (a third of the TTL): the 
 the others take it once the owner is gone (its key expired). The new owner opens a new session
 whose unit ids go on after the ones its clients know, reports the units in flight of the old
 owner `failed` (`owner_lost: ...`), and signs from the next caption. Members keep their connections.
+No caption is lost in the change: a relay keeps its members' captions until the owner's beat
+acknowledges them, and hands the unacknowledged ones to the new owner (itself, or the process
+whose beat says it owns the channel now) — those sent in the seconds without an owner, and those
+the dead owner took but had not acknowledged.
 
 While Redis is unreachable members get `cluster_unavailable` (once when it goes, and answering each
 message a relay cannot pass on); an owner's own members go on being served; joining is refused.
@@ -21,13 +25,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
+from collections import deque
 from typing import TYPE_CHECKING
 
 from server.transports.channels import _REPLIES, Channel, Channels, Member
 from server.cluster import wire
 from server.cluster.bus import BusDown
 from server.cluster.lease import Lease
-from server.protocol import (ClientMessage, Message, PoseFrame, ProtocolError, RotationFrame, ServerMessage,
+from server.protocol import (Caption, ClientMessage, Flush, Message, PoseFrame, ProtocolError, RotationFrame, ServerMessage,
                              error_message, parse_client_message)
 from server.rotation_stream import RotationStream, rotation_rig
 from server.session import CLOSE_GOING_AWAY
@@ -41,6 +47,9 @@ CLOSE_TRY_AGAIN = 1013
 UNAVAILABLE = "the channel bus (Redis) is unreachable; the channel goes on when it is back"
 _REPUBLISH_S = 2.0  # between tries to publish a channel's video into Janus
 OWNER_LOST = "owner_lost: the server running this channel stopped before the unit finished"
+KEPT = 256  # a relay's unacknowledged captions per channel (beyond: the oldest is dropped, its sender told)
+NOT_KEPT = ("no server runs this channel at the moment and too many captions wait for one: "
+            "this message was not kept; send it again")
 
 
 class _Remote:
@@ -72,6 +81,11 @@ class ClusterChannel(Channel):
         self._remote: dict[str, tuple[float, bool, bool]] = {}  # other processes' demand: until, poses, rotations
         self._open_units: dict[int, dict] = {}  # units begun and not ended: their `unit` fields
         self._last_unit = 0
+        self._owner_term: str | None = None  # the ownership (process and a token) the last beat named
+        self._term = ""  # this process's ownership while it owns the channel
+        self._sent = 0  # this process's sequence number of its members' messages to the owner
+        self._unacked: deque[tuple[int, int, str | bytes]] = deque()  # (seq, member key, raw) captions and flushes
+        self._acks: dict[str, int] = {}  # an owner's: per process, the last of its messages handled
         self._publishing: asyncio.Task | None = None  # the owner's video into Janus ([cluster] janus)
         super().__init__(channels, name, language)
         self.lease = Lease(cluster.bus, cluster.key(name, "owner"), cluster.process, cluster.cfg.lease_ttl_s)
@@ -107,11 +121,22 @@ class ClusterChannel(Channel):
         if not self.cluster.bus.up:
             member.put(error_message("cluster_unavailable", UNAVAILABLE))
             return None
-        self.cluster.bus.publish(self._in, wire.client(self.cluster.process, id(member), raw))
+        self._sent += 1
+        self.cluster.bus.publish(self._in, wire.client(self.cluster.process, id(member), raw, self._sent))
         try:  # the owner answers errors; the transport wants the message (a member's own format)
-            return parse_client_message(raw, self.hub.cfg.limits.max_message_bytes)
+            msg = parse_client_message(raw, self.hub.cfg.limits.max_message_bytes)
         except ProtocolError:
             return None
+        if isinstance(msg, (Caption, Flush)):  # kept until acknowledged: a new owner gets it if this one dies
+            self._keep_unacked(self._sent, id(member), raw)
+        return msg
+
+    def _keep_unacked(self, seq: int, key: int, raw: str | bytes) -> None:
+        self._unacked.append((seq, key, raw))
+        if len(self._unacked) > KEPT:
+            _, dropped, _ = self._unacked.popleft()
+            if dropped in self.keys:
+                self.keys[dropped].put(error_message("cluster_unavailable", NOT_KEPT))
 
     def watch(self, renderer: VideoRenderer, codec: str, background: RGB | None) -> ViewerTrack:
         track = super().watch(renderer, codec, background)
@@ -196,6 +221,7 @@ class ClusterChannel(Channel):
             return
         msg = wire.decode(data)
         if isinstance(msg, wire.State):
+            self._owner_beat(msg)
             self._ready = msg.fields
             self.language = msg.fields.get("language", self.language)
             for member in self._waiting:
@@ -221,7 +247,22 @@ class ClusterChannel(Channel):
                 if fresh:
                     self._publish_state()  # its viewers wait for ready
         elif isinstance(msg, wire.ClientMessage) and self.owner and self.session is not None:
+            self._acks[msg.process] = max(self._acks.get(msg.process, 0), msg.seq)
             super().handle(_Remote(self, msg.process, msg.member), msg.raw)
+
+    def _owner_beat(self, state: wire.State) -> None:
+        """A relay hears the owner's beat: a new owner gets what this process sent and nobody
+        acknowledged (in the seconds without an owner, or taken by the dead one at its end);
+        what the owner acknowledges is forgotten."""
+        if state.owner != self._owner_term:
+            if self._owner_term is not None:
+                for seq, key, raw in self._unacked:
+                    self.cluster.bus.publish(self._in, wire.client(self.cluster.process, key, raw, seq))
+            self._owner_term = state.owner
+            return  # its acknowledgements count from the next beat, once it has these
+        done = state.acks.get(self.cluster.process, 0)
+        while self._unacked and self._unacked[0][0] <= done:
+            self._unacked.popleft()
 
     def reply(self, key: int, msg: Message) -> None:
         """An owner's reply to a message of this process's member `key`."""
@@ -279,7 +320,7 @@ class ClusterChannel(Channel):
     def _publish_state(self) -> None:
         if self.session is not None:
             self._ready = self.session.ready_message().fields
-            self.cluster.bus.publish(self._out, wire.state(self._ready))
+            self.cluster.bus.publish(self._out, wire.state(self._ready, self._term, self._acks))
 
     def _remote_demand(self) -> tuple[bool, bool]:
         """(any viewers elsewhere, any of them wanting rotations); poses go out for either."""
@@ -300,6 +341,7 @@ class ClusterChannel(Channel):
         """This process holds the lease now: the channel's session runs here from the next caption."""
         log.info("cluster: %s owns channel %r", self.cluster.process, self.name)
         self.owner = True
+        self._term, self._acks = f"{self.cluster.process}#{uuid.uuid4().hex[:8]}", {}
         self.cluster.owned(self, True)
         for fields in list(self._open_units.values()):  # the old owner's units in flight: say why they ended
             self.put(_owner_lost(fields))
@@ -314,6 +356,10 @@ class ClusterChannel(Channel):
             self.members.add(member)
             member.put(self.session.ready_message())
         self._waiting.clear()
+        unacked, self._unacked = self._unacked, deque()
+        for _, key, raw in unacked:  # this process's captions the dead owner never acknowledged
+            super().handle(_Remote(self, self.cluster.process, key), raw)  # replies come back by key
+        self._owner_term = self._term
 
     def _lose(self) -> None:
         """Another process holds the lease (this one was cut off from Redis past the TTL): relay."""

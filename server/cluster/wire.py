@@ -7,10 +7,13 @@ Each bus message is one kind byte and its body:
     R  a rotation frame as its two wire forms (binary, JSON): encoded once by the owner, written
        as they are by every process (server/rotation_stream.py: send_now)
     M  any other server message (unit, unit_status, error, ...): its JSON
-    S  the owner's `ready` fields (every beat, for viewers that join anywhere)
+    S  the owner's `ready` fields (every beat, for viewers that join anywhere), its ownership (process
+       and a token of this taking of the lease) and, per
+       process, the last of its clients' messages the owner has handled (their acknowledgement)
     E  the owner's session ended: the close code
   on a channel's in topic (every process → owner)
     C  a client's raw message, with the process and member it came from (replies go back to them)
+       and the process's sequence number (acknowledged in S; a new owner is sent the unacknowledged)
     D  a process's demand: it has viewers of the channel, wanting pose and/or rotation frames
   on a process's own topic (owner → that process)
     A  a reply (ready, error, pong) to one of its members' messages
@@ -53,16 +56,16 @@ def message(msg: Message) -> bytes:
     return b"M" + text.encode()
 
 
-def state(fields: dict[str, Any]) -> bytes:
-    return b"S" + json.dumps(fields).encode()
+def state(fields: dict[str, Any], owner: str, acks: dict[str, int]) -> bytes:
+    return b"S" + json.dumps({"ready": fields, "owner": owner, "acks": acks}).encode()
 
 
 def ended(code: int) -> bytes:
     return b"E" + str(code).encode()
 
 
-def client(process: str, member: int, raw: str | bytes) -> bytes:
-    head = json.dumps({"p": process, "k": member, "b": isinstance(raw, bytes)}).encode()
+def client(process: str, member: int, raw: str | bytes, seq: int) -> bytes:
+    head = json.dumps({"p": process, "k": member, "b": isinstance(raw, bytes), "s": seq}).encode()
     return b"C" + head + b"\n" + (raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass"))
 
 
@@ -79,6 +82,7 @@ class ClientMessage:
     process: str
     member: int
     raw: str | bytes
+    seq: int
 
 
 @dataclass
@@ -97,7 +101,9 @@ class Reply:
 
 @dataclass
 class State:
-    fields: dict[str, Any]
+    fields: dict[str, Any]  # the owner's ready fields
+    owner: str  # process#token: a process that takes a channel again is a new owner
+    acks: dict[str, int]
 
 
 @dataclass
@@ -130,13 +136,14 @@ def decode(data: bytes) -> Decoded:
         fields = json.loads(body)
         return Message(fields.pop("type"), fields)
     if kind == b"S":
-        return State(json.loads(body))
+        s = json.loads(body)
+        return State(s["ready"], s["owner"], s["acks"])
     if kind == b"E":
         return Ended(int(body))
     if kind == b"C":
         head, _, raw = body.partition(b"\n")
         h = json.loads(head)
-        return ClientMessage(h["p"], h["k"], raw if h["b"] else raw.decode("utf-8", "surrogatepass"))
+        return ClientMessage(h["p"], h["k"], raw if h["b"] else raw.decode("utf-8", "surrogatepass"), h["s"])
     if kind == b"D":
         d = json.loads(body)
         return Demand(d["p"], d["poses"], d["rotations"])
