@@ -89,7 +89,7 @@ async function connectSfu(base, opts) {
   await new Promise((resolve, reject) => { ws.onopen = resolve; ws.onerror = () => reject(new Error("WebSocket failed")); });
   const early = [];  // messages that come while the video is being set up
   ws.onmessage = (e) => { if (typeof e.data === "string") early.push(JSON.parse(e.data)); };
-  ws.send(JSON.stringify({type: "hello", ...hello, format: "binary", idle_frames: false}));
+  ws.send(JSON.stringify({type: "hello", ...hello, frames: "none", idle_frames: false}));  // the video shows the signing
   let pc = null, open = true;
   const subscribe = async () => {
     const r = await fetch(base + "/sfu/offer", {method: "POST", headers: {"Content-Type": "application/json"},
@@ -117,7 +117,7 @@ async function connectSfu(base, opts) {
   opts.video.hidden = false; if (opts.canvas) opts.canvas.hidden = true; if (opts.scene) opts.scene.hidden = true;
   const close = () => { open = false; if (pc) pc.close(); ws.close(); };
   ws.onclose = () => { open = false; if (pc) pc.close(); opts.onState("closed"); opts.onClose(); };
-  ws.onmessage = (e) => { if (typeof e.data === "string") opts.onMessage(JSON.parse(e.data)); };  // frames: not drawn here
+  ws.onmessage = (e) => { if (typeof e.data === "string") opts.onMessage(JSON.parse(e.data)); };
   early.splice(0).forEach(opts.onMessage);
   addEventListener("pagehide", close, {once: true});
   return {kind: "webrtc", get pc() { return pc; }, send: (m) => ws.send(JSON.stringify(m)), close};

@@ -21,7 +21,7 @@ from engines.skeleton import NUM_JOINTS
 
 VERSION = 1
 Format = Literal["json", "binary"]
-Frames = Literal["poses", "rotations"]  # what a frame carries: keypoints, or the avatar's bone rotations
+Frames = Literal["poses", "rotations", "none"]  # what a frame carries: keypoints, the avatar's bone rotations; none: no frames
 
 # Stable error codes → what they mean. Clients react to the code; the message is for people.
 ERROR_CODES: dict[str, str] = {
@@ -63,8 +63,8 @@ CLIENT_SCHEMAS: dict[str, dict[str, Any]] = {
             "type": {"const": "hello"},
             "language": _LANG,
             "format": {"enum": ["json", "binary"], "description": "how pose frames travel (default json)"},
-            "frames": {"enum": ["poses", "rotations"],
-                       "description": "what each frame carries: the 50 keypoints (default), or the avatar's bone rotations for a page that draws the avatar (see 'Rotation frames')"},
+            "frames": {"enum": ["poses", "rotations", "none"],
+                       "description": "what each frame carries: the 50 keypoints (default), or the avatar's bone rotations for a page that draws the avatar (see 'Rotation frames'); none: no frames, only the messages (a caption feed, a page showing the video from elsewhere)"},
             "idle_frames": {"type": "boolean", "description": "send rest-pose frames when idle (default true)"},
             "token": {"type": "string", "maxLength": 512, "description": "bearer token when the server needs one"},
             "channel": {"type": "string", "minLength": 1, "maxLength": 64,
@@ -144,7 +144,7 @@ SERVER_SCHEMAS: dict[str, dict[str, Any]] = {
             "fps": {"type": "number"},
             "format": {"enum": ["json", "binary"]},
             "joints": {"type": "integer"},
-            "frames": {"enum": ["poses", "rotations"], "description": "what this client's frames carry (absent: poses)"},
+            "frames": {"enum": ["poses", "rotations", "none"], "description": "what this client's frames carry (absent: poses)"},
             "bones": {"type": "array", "items": {"type": "string"},
                       "description": "rotations only: VRM humanoid names, the order of every rotations frame"},
             "avatar": {

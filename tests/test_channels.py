@@ -144,3 +144,37 @@ def test_a_websocket_client_captions_a_channel_that_webrtc_viewers_watch():
             hub = server.app[HUB]
             await _eventually(lambda: not hub.sessions and not hub.channels.all())
     run(main())
+
+
+def test_a_client_that_wants_no_frames_gets_every_message_but_frames():
+    """`frames: "none"` (a caption feed; the Janus page, whose picture is the video): units and
+    statuses, no pose frames, while the channel's other clients get theirs; alone it opens a
+    private channel."""
+    async def main():
+        async with live_server() as (url, server), aiohttp.ClientSession() as http:
+            ws_url = url.replace("http", "ws") + "/ws"
+            async with http.ws_connect(ws_url) as feed, http.ws_connect(ws_url) as watcher, \
+                    http.ws_connect(ws_url) as alone:
+                await feed.send_json({"type": "hello", "channel": "news", "frames": "none", "idle_frames": False})
+                assert (await feed.receive_json(timeout=10))["frames"] == "none"
+                await watcher.send_json({"type": "hello", "channel": "news", "idle_frames": False})
+                assert "frames" not in (await watcher.receive_json(timeout=10))
+                await alone.send_json({"type": "hello", "frames": "none"})
+                assert (await alone.receive_json(timeout=10))["frames"] == "none"
+                await feed.send_json({"type": "caption", "id": "c1", "text": "hello.", "final": True})
+                await alone.send_json({"type": "caption", "id": "c1", "text": "hi.", "final": True})
+
+                async def until_status(ws) -> tuple[list[str], int]:
+                    kinds, frames = [], 0
+                    while not kinds or kinds[-1] != "unit_status":
+                        msg = await ws.receive(timeout=20)
+                        if msg.type == aiohttp.WSMsgType.BINARY or msg.json()["type"] == "pose":
+                            frames += 1
+                        else:
+                            kinds.append(msg.json()["type"])
+                    return kinds, frames
+
+                for ws, wants in ((feed, False), (watcher, True), (alone, False)):
+                    kinds, frames = await until_status(ws)
+                    assert "unit" in kinds and (frames > 0) == wants, (kinds, frames)
+    run(main())

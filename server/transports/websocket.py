@@ -278,7 +278,7 @@ def _channel_hello(raw: str | bytes, max_bytes: int) -> Hello | None:
         msg = parse_client_message(raw, max_bytes)
     except ProtocolError:
         return None
-    return msg if isinstance(msg, Hello) and (msg.channel is not None or msg.frames == "rotations") else None
+    return msg if isinstance(msg, Hello) and (msg.channel is not None or msg.frames != "poses") else None
 
 
 class _Member:
@@ -288,14 +288,17 @@ class _Member:
                  ready_rotations: Callable[[], dict] | None = None) -> None:
         self.outbox = outbox
         self.format = fmt
-        self.wants_rotations = hello is not None and hello.frames == "rotations"
-        self.wants_poses = not self.wants_rotations
+        self.frames = hello.frames if hello is not None else "poses"
+        self.wants_rotations = self.frames == "rotations"
+        self.wants_poses = self.frames == "poses"
         self._ready_rotations = ready_rotations
 
     def put(self, msg: ServerMessage) -> None:
         if isinstance(msg, Message) and msg.type == "ready":  # the format (and frames) this client reads
             extra = self._ready_rotations() if self.wants_rotations and self._ready_rotations else {}
             msg = Message("ready", {**msg.fields, "format": self.format, **extra})
+            if self.frames == "none":
+                msg.fields["frames"] = "none"
         self.outbox.put(msg)
 
     def end(self, code: int) -> None:
