@@ -89,6 +89,8 @@ def test_a_viewer_on_another_server_gets_the_owners_video_through_janus(two_with
                 assert await metric(http, a, "signstream_renders") == 1.0  # the owner's one render
                 assert await metric(http, b, "signstream_renders") == 0.0  # B renders nothing
                 assert await metric(http, b, "signstream_video_drawn") == 0.0
+                assert (await health(http, a))["cluster"]["janus"] == "reachable"  # A publishes, B subscribes
+                assert (await health(http, b))["cluster"]["janus"] == "reachable"
                 print(f"subscriber's first frame after /sfu/offer: {first_frame_s:.2f} s")
             finally:
                 await sub.pc.close()
@@ -197,6 +199,10 @@ def test_janus_restarted_the_owner_publishes_again_and_viewers_resubscribe(two_w
             janus = two_with_janus.janus
             janus.kill()
             janus.wait()
+            deadline = time.monotonic() + 10
+            while (await health(http, a))["cluster"]["janus"] != "unreachable":  # the owner's poll fails at once
+                assert time.monotonic() < deadline, "/healthz did not say Janus is unreachable"
+                await asyncio.sleep(0.2)
             two_with_janus.janus = start_janus(tmp_path, two_with_janus.janus_port)  # empty: no session, no room
             deadline = time.monotonic() + 30
             while True:  # the owner publishes again within a few seconds; until then no_video

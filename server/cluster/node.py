@@ -77,7 +77,8 @@ class Cluster:
     def health(self) -> dict[str, Any]:
         return {"process": self.process, "redis": "reachable" if self.bus.up else "unreachable",
                 "owned": sorted(n for n, c in self.channels.items() if c.owner),
-                "relayed": sorted(n for n, c in self.channels.items() if not c.owner)}
+                "relayed": sorted(n for n, c in self.channels.items() if not c.owner),
+                **({"janus": self.sfu.health()} if self.sfu is not None else {})}
 
     def start(self) -> None:
         self.bus.start()

@@ -64,6 +64,7 @@ class Janus:
         self.handles: dict[int, Handle] = {}
         self._ids = itertools.count(1)
         self._tasks: list[asyncio.Task] = []
+        self.reachable: bool | None = None  # as the last request or poll found it (None: not asked yet)
 
     async def start(self) -> None:
         if self.http is None:
@@ -74,8 +75,13 @@ class Janus:
     async def post(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         assert self.http is not None
         body = {**body, "transaction": body.get("transaction") or self.transaction()}
-        async with self.http.post(f"{self.url}{path}", json=body) as r:
-            reply = await r.json(content_type=None)
+        try:
+            async with self.http.post(f"{self.url}{path}", json=body) as r:
+                reply = await r.json(content_type=None)
+        except (aiohttp.ClientError, asyncio.TimeoutError):
+            self.reachable = False
+            raise
+        self.reachable = True
         if reply.get("janus") == "error":
             raise JanusError(reply["error"].get("reason", "janus error"), reply["error"].get("code", 0))
         return reply
@@ -101,6 +107,7 @@ class Janus:
                 async with self.http.get(f"{self.url}/{self.session}", params={"maxev": "10"}) as r:
                     events = await r.json(content_type=None)
             except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as exc:
+                self.reachable = False
                 log.warning("janus: events: %s", exc)
                 await asyncio.sleep(0.5)
                 continue
@@ -239,6 +246,10 @@ class Sfu:
             self._started = asyncio.ensure_future(self.janus.start())  # first use, or Janus was down then
         await asyncio.shield(self._started)
         return self.janus
+
+    def health(self) -> str:
+        """For /healthz: whether this server reaches Janus ("not used yet" before its first request)."""
+        return {None: "not used yet", True: "reachable", False: "unreachable"}[self.janus.reachable]
 
     def room(self, channel: str) -> str:
         return f"{self.cfg.cluster.prefix}:{channel}"
