@@ -20,7 +20,8 @@ from server.config import ConfigError
 from training.dtw import cut_at_counter, dtw_cost, dtw_mje
 from training.plc import PriorityChannel, keypoint_quality, rloo_advantages
 from engines.skeleton import LEFT_HAND, RIGHT_HAND
-from training.train import (Example, encode_batch, fit_normalisation, handshape_error, load_train_config, pad_steps,
+from training.train import (Example, encode_batch, fit_normalisation, hand_holes, handshape_error, load_train_config,
+                            pad_steps,
                             regression_loss, rl_loss, self_fed_inputs, teacher_inputs)
 
 torch.set_num_threads(1)  # small tensors: more threads only spin on a shared 2-core machine
@@ -197,6 +198,34 @@ def test_handshape_error_sees_fingers_not_where_the_hand_is() -> None:
     assert (weighted > plain).all()
     weighted.mean().backward()
     assert model.head.weight.grad is not None and model.head.weight.grad.abs().sum() > 0
+
+
+def test_hand_holes_are_left_out_of_the_loss_and_a_missing_hand_is_not() -> None:
+    torch.manual_seed(0)
+    model, _, tokens, lang, targets, mask = tiny_model(("AB", "CADE"))
+    targets = targets.clone()
+    tip = 3 * (RIGHT_HAND + 8)  # the right index fingertip's x
+    targets[0, 2, tip: tip + 3] = 0.0  # a tracking hole in a seen hand
+    targets[1, 3, 3 * LEFT_HAND: 3 * (LEFT_HAND + 21)] = 0.0  # the left hand missing whole
+    holes = hand_holes(targets)
+    assert holes[0, 2, tip: tip + 3].all() and holes.sum() == 3  # nothing else is a hole
+
+    def loss(t: torch.Tensor, masked: bool) -> torch.Tensor:
+        torch.manual_seed(1)  # the same GN either way
+        return regression_loss(model, tokens, lang, t, mask, counter_weight=1.0, noise=0.0, handshape_weight=1.0,
+                               mask_hand_holes=masked)
+
+    masked = loss(targets, True)
+    assert torch.allclose(masked[1], loss(targets, False)[1])  # no hole in example 1: the same loss
+    assert not torch.allclose(masked[0], loss(targets, False)[0])
+    # Whatever the model predicts at a hole does not move the handshape error; the seen points do.
+    pred = (model.normalise(targets, lang) + 0.1).requires_grad_()
+    handshape_error(model, lang, pred, targets, holes).sum().backward()
+    assert pred.grad is not None and pred.grad[0, 2, tip: tip + 3].abs().max() == 0
+    assert pred.grad[0, 2, tip + 3: tip + 6].abs().max() > 0
+    pred.grad = None
+    handshape_error(model, lang, pred, targets).sum().backward()
+    assert pred.grad[0, 2, tip: tip + 3].abs().max() > 0
 
 
 @pytest.mark.parametrize("body, message", [

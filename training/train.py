@@ -73,6 +73,10 @@ class TrainSection:
     # Extra loss on handshape: each hand's points relative to its own wrist point, so a finger's
     # error is not hidden by the arm's (fingerspelling errors are mostly wrong handshapes). 0: off.
     handshape_weight: float = 0.0
+    # A hand point missing (all zero, the .skels policy) from a hand that is otherwise seen is a tracking
+    # hole, not a place: left out of the loss instead of teaching fingers to fly to the neck (gss: 12 %
+    # of its hand frames). A hand missing whole stays a target (the model learns to leave it out).
+    mask_hand_holes: bool = False
     log_every: int = 25
     eval_every: int = 250
     eval_items: int = 100  # dev sequences decoded for the periodic dev DTW
@@ -275,23 +279,43 @@ _HAND_VALUES = torch.tensor([[[3 * (start + p) + c for c in range(3)] for p in r
                              for start in (LEFT_HAND, RIGHT_HAND)])
 
 
-def handshape_error(model: SignLLM, lang: torch.Tensor, pred: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def hand_holes(targets: torch.Tensor) -> torch.Tensor:
+    """(B, T, 150) bool: the values of hand points missing from a hand seen in that frame (canonical
+    targets, (B, T, 151); a missing point is exactly zero)."""
+    hands = _HAND_VALUES.to(targets.device)
+    missing = (targets[..., hands] == 0).all(-1)  # (B, T, 2, 21)
+    holes = missing & ~missing.all(-1, keepdim=True)
+    out = torch.zeros(targets.shape[:-1] + (FRAME_VALUES,), dtype=torch.bool, device=targets.device)
+    out[..., hands.flatten()] = holes[..., None].expand(*holes.shape, 3).flatten(-3)
+    return out
+
+
+def handshape_error(model: SignLLM, lang: torch.Tensor, pred: torch.Tensor, targets: torch.Tensor,
+                    holes: torch.Tensor | None = None) -> torch.Tensor:
     """Squared error (B, T) of the hands' shapes: every hand point relative to its hand's wrist point,
     predicted (model space, (B, T, 151)) against the recording (canonical, (B, T, 151)), in canonical
-    units divided by the language's std of that value, so it is on the regression loss's scale."""
+    units divided by the language's std of that value, so it is on the regression loss's scale.
+    With `holes` (hand_holes), a missing point, or every point of a hand whose wrist point is missing,
+    is left out."""
     mean, std = model.pose_stats(lang, pred.ndim)
     pose = pred[..., :FRAME_VALUES] * std + mean
     hands = _HAND_VALUES.to(pred.device)
     rel_pred = pose[..., hands] - pose[..., hands[:, :1]]  # (B, T, 2, 21, 3)
     rel_goal = targets[..., hands] - targets[..., hands[:, :1]]
-    return ((rel_pred - rel_goal) / std[..., hands]).pow(2).mean((-1, -2, -3))
+    err = ((rel_pred - rel_goal) / std[..., hands]).pow(2).mean(-1)  # (B, T, 2, 21)
+    if holes is None:
+        return err.mean((-1, -2))
+    seen = ~holes[..., hands[..., 0]]
+    seen = seen & seen[..., :1]
+    return (err * seen).sum((-1, -2)) / seen.sum((-1, -2)).clamp(min=1)
 
 
 def regression_loss(model: SignLLM, tokens: torch.Tensor, lang: torch.Tensor, targets: torch.Tensor,
                     mask: torch.Tensor, counter_weight: float, noise: float, self_feed: float = 0.0,
-                    handshape_weight: float = 0.0) -> torch.Tensor:
+                    handshape_weight: float = 0.0, mask_hand_holes: bool = False) -> torch.Tensor:
     """Per-example MSE (B,) in model space over every predicted future frame (FP) with GN on inputs,
-    optionally on partly self-fed inputs (`self_fed_inputs`), plus handshape_weight × `handshape_error`."""
+    optionally on partly self-fed inputs (`self_fed_inputs`), plus handshape_weight × `handshape_error`;
+    with mask_hand_holes, the values of `hand_holes` are left out of both."""
     inputs = teacher_inputs(model, targets)
     if self_feed > 0:
         inputs = self_fed_inputs(model, tokens, lang, inputs, self_feed)
@@ -300,15 +324,22 @@ def regression_loss(model: SignLLM, tokens: torch.Tensor, lang: torch.Tensor, ta
         inputs = torch.cat([inputs[..., :FRAME_VALUES] + jitter, inputs[..., FRAME_VALUES:]], dim=-1)
     pred = model(tokens, lang, inputs)  # (B, T, F, 151) model space
     goal = model.normalise(targets, lang)
+    holes = hand_holes(targets) if mask_hand_holes else None
     total = targets.new_zeros(targets.shape[0])
     count = targets.new_zeros(targets.shape[0])
     for k in range(model.cfg.future):
         # Output k at step t predicts frame t + k.
         T = targets.shape[1] - k
         err = (pred[:, :T, k] - goal[:, k:]) ** 2
-        per_frame = err[..., :FRAME_VALUES].mean(-1) + counter_weight * err[..., FRAME_VALUES]
+        if holes is None:
+            pose_err = err[..., :FRAME_VALUES].mean(-1)
+        else:
+            seen = (~holes[:, k:]).float()
+            pose_err = (err[..., :FRAME_VALUES] * seen).sum(-1) / seen.sum(-1).clamp(min=1)
+        per_frame = pose_err + counter_weight * err[..., FRAME_VALUES]
         if handshape_weight > 0:
-            per_frame = per_frame + handshape_weight * handshape_error(model, lang, pred[:, :T, k], targets[:, k:])
+            per_frame = per_frame + handshape_weight * handshape_error(
+                model, lang, pred[:, :T, k], targets[:, k:], None if holes is None else holes[:, k:])
         valid = mask[:, k:].float()
         total = total + (per_frame * valid).sum(1)
         count = count + valid.sum(1)
@@ -530,7 +561,7 @@ def train(config_path: str | Path, out: str | Path, resume: bool = True, progres
             targets, mask = pad_steps([e.steps for e in batch])
             per_example = regression_loss(model, tokens, lang, targets, mask, cfg.train.counter_weight,
                                           cfg.augment.gaussian_noise, cfg.augment.self_feed,
-                                          cfg.train.handshape_weight)
+                                          cfg.train.handshape_weight, cfg.train.mask_hand_holes)
             loss = (per_example * torch.from_numpy(weights)).mean()
             if cfg.rl.enabled and step >= cfg.rl.start_step and step % cfg.rl.every == 0:
                 k = min(cfg.rl.prompts, len(batch))
