@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from engines.errors import PoseFormatError, SignStreamError
-from engines.formats.posefile import read_pose
+from engines.formats.posefile import pose_seconds, read_pose
 from engines.recording_repair import Repairs, repair_recording
 from engines.sequence import PoseSequence, concatenate
 
@@ -30,6 +30,10 @@ INDEX_COLUMNS = ("path", "spoken_language", "signed_language", "start", "end", "
 LETTER_SECONDS = 0.44
 MAX_SPEEDUP = 3.0
 TRANSITION_SECONDS = 0.12
+# A letter recording this many times longer than its alphabet's median letter is a mis-cut clip, not
+# a letter: gss ο (10.8 s: the signer at rest, a raised index) and φ (4.2 s) against 0.32 s; every
+# other letter of the 20 alphabets is within 1.5× its median. Such a letter is left out (never shown).
+MAX_LETTER_RATIO = 4.0
 
 
 class LexiconError(SignStreamError):
@@ -41,9 +45,10 @@ class CannotSpell(SignStreamError):
 
     code = "cannot_fingerspell"
 
-    def __init__(self, word: str, language: str, missing: str) -> None:
+    def __init__(self, word: str, language: str, missing: str, why: str = "") -> None:
         self.word, self.language, self.missing = word, language, missing
-        super().__init__(f"{language} fingerspelling has no letter for {missing!r} in {word!r}")
+        super().__init__(f"{language} fingerspelling has no letter for {missing!r} in {word!r}"
+                         + (f" ({why})" if why else ""))
 
 
 _GREEK_MARKS = {"\u0301", "\u0308"}  # tonos, dialytika
@@ -101,6 +106,7 @@ class Alphabet:
     signed_language: str
     spoken_language: str
     letters: dict[str, Entry] = field(default_factory=dict)
+    left_out: dict[str, str] = field(default_factory=dict)  # folded letter → why its recording is not used
 
     @property
     def longest(self) -> int:
@@ -123,8 +129,21 @@ class Alphabet:
                     i += n
                     break
             else:
-                raise CannotSpell(word, self.signed_language, text[i])
+                raise CannotSpell(word, self.signed_language, text[i], self.left_out.get(text[i], ""))
         return out
+
+    def leave_out_miscut(self) -> None:
+        """Move letters whose recording is over MAX_LETTER_RATIO × the alphabet's median length to
+        `left_out` (reads each recording's header, not its frames)."""
+        seconds = {k: pose_seconds(e.path) for k, e in self.letters.items()}
+        if not seconds:
+            return
+        median = float(np.median(list(seconds.values())))
+        for key, s in seconds.items():
+            if s > MAX_LETTER_RATIO * median:
+                del self.letters[key]
+                self.left_out[key] = (f"its recording is not a letter: {s:.1f} s, "
+                                      f"{s / median:.0f}x the alphabet's median letter")
 
 
 def read_index(lexicon_dir: str | Path) -> list[tuple[Entry, int]]:
@@ -175,6 +194,8 @@ def load_alphabets(lexicon_dir: str | Path | None = None) -> dict[str, Alphabet]
     for (lang, key), entry in best_entries(read_index(root)).items():
         alpha = alphabets.setdefault(lang, Alphabet(lang, entry.spoken_language))
         alpha.letters[key] = entry
+    for alpha in alphabets.values():
+        alpha.leave_out_miscut()
     return alphabets
 
 
@@ -233,10 +254,12 @@ def pack_alphabets(alphabets: dict[str, Alphabet], path: str | Path) -> Path:
                           "recording": recordings[entry.path]})
     bounds = np.cumsum([0] + [len(c) for c in clips])
     path = Path(path)
+    left_out = {lang: alpha.left_out for lang, alpha in sorted(alphabets.items()) if alpha.left_out}
     np.savez_compressed(path, frames=np.concatenate([c.frames for c in clips]).astype(np.float16),
                         confidence=np.concatenate([c.confidence for c in clips]).astype(np.float16),
                         bounds=bounds.astype(np.int64), fps=np.array([c.fps for c in clips], dtype=np.float32),
-                        index=np.array(json.dumps(index, ensure_ascii=False)))
+                        index=np.array(json.dumps(index, ensure_ascii=False)),
+                        left_out=np.array(json.dumps(left_out, ensure_ascii=False)))
     return path
 
 
@@ -247,6 +270,7 @@ def load_packed_alphabets(path: str | Path) -> dict[str, Alphabet]:
         with np.load(path, allow_pickle=False) as z:
             frames, conf, bounds, fps = z["frames"], z["confidence"], z["bounds"], z["fps"]
             index = json.loads(str(z["index"]))
+            left_out = json.loads(str(z["left_out"])) if "left_out" in z else {}  # files packed before it: {}
     except FileNotFoundError:
         raise LexiconError(f"{path}: no such file") from None
     except (KeyError, ValueError, OSError) as exc:
@@ -259,4 +283,7 @@ def load_packed_alphabets(path: str | Path) -> dict[str, Alphabet]:
         # A per-recording path keeps entries distinct (and cacheable) without any file behind it.
         alpha.letters[fold(row["name"])] = Entry(row["name"], path / f"recording-{n}", row["spoken"], row["lang"],
                                                  row["gloss"], recording=clips[n])
+    for lang, why in left_out.items():
+        if lang in alphabets:
+            alphabets[lang].left_out.update(why)
     return alphabets

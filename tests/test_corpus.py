@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from engines.formats.prompt2sign import read_split
 from training.corpus import SPLITS
@@ -82,6 +83,7 @@ def test_the_manifest_counts_recording_repairs_and_names_the_depth(small_corpus)
         repairs = manifest["languages"][lang]["recording_repairs"]
         assert set(repairs) == {"hands_rescaled", "beyond_reach", "bone_outliers", "interpolated", "recordings"}
         assert repairs["recordings"] > 20
+        assert manifest["languages"][lang]["letters_left_out"] == {}
 
 
 def test_repair_brings_a_failed_gss_track_back_within_reach(lexicon_dir):
@@ -121,3 +123,23 @@ def test_repair_fills_short_gaps_only(lexicon_dir):
     np.testing.assert_allclose(fixed.frames[5, RIGHT_HAND_SLICE],
                                base.frames[4, RIGHT_HAND_SLICE] + (base.frames[7, RIGHT_HAND_SLICE] - base.frames[4, RIGHT_HAND_SLICE]) / 3,
                                atol=1e-5)
+
+
+def test_a_letter_recording_that_is_not_a_letter_is_left_out(alphabets, lexicon_dir, tmp_path):
+    from engines.formats.posefile import pose_seconds, read_pose
+    from engines.lexicon import CannotSpell, load_alphabets, pack_alphabets
+
+    # Measured on the bundled lexicon: only gss ο (10.8 s) and φ (4.2 s) are over 4x their alphabet's
+    # median letter; every other letter of the 20 alphabets is within 1.5x.
+    assert {lang: sorted(a.left_out) for lang, a in alphabets.items() if a.left_out} == {"gss": ["ο", "φ"]}
+    gss = alphabets["gss"]
+    assert "ο" not in gss.letters and "α" in gss.letters
+    with pytest.raises(CannotSpell, match="not a letter: 10.8 s"):
+        gss.spell("το")
+    assert len(gss.spell("και")) == 3
+    # The duration comes from the header and frame count alone: the same as reading every frame.
+    alpha = read_pose(gss.letters["α"].path)
+    assert pose_seconds(gss.letters["α"].path) == pytest.approx(len(alpha) / alpha.fps)
+    # Packed letters (an engine's letters.npz) keep what was left out, and why.
+    packed = load_alphabets(pack_alphabets({"gss": gss}, tmp_path / "letters.npz"))
+    assert packed["gss"].left_out == gss.left_out and "ο" not in packed["gss"].letters

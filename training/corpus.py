@@ -114,6 +114,7 @@ class LanguageResult:
     word_source: str
     repaired_points: int  # non-finite points the readers marked missing (PoseSequence.repaired of the words)
     recording_repairs: dict[str, int]  # over the alphabet's distinct letter recordings, by rule (engines.recording_repair)
+    letters_left_out: dict[str, str]  # letters whose recording is not a letter (Alphabet.left_out): why
 
 
 def build_language(alphabet: Alphabet, out: Path, words_per_lang: int, seed: int, fps: float,
@@ -152,7 +153,8 @@ def build_language(alphabet: Alphabet, out: Path, words_per_lang: int, seed: int
         write_split(lang_dir, split, records[split], scale)
     return LanguageResult(alphabet.signed_language, alphabet.spoken_language, {s: len(records[s]) for s in SPLITS},
                           frames, skipped, examples, dict(missing.most_common(10)), source, repaired,
-                          asdict(repairs) | {"recordings": len({e.path for e in alphabet.letters.values()})})
+                          asdict(repairs) | {"recordings": len({e.path for e in alphabet.letters.values()})},
+                          dict(alphabet.left_out))
 
 
 def _build_one(args: tuple) -> LanguageResult:

@@ -19,6 +19,7 @@ import numpy as np
 from pose_format import Pose
 from pose_format.numpy import NumPyPoseBody
 from pose_format.pose_header import PoseHeader, PoseHeaderComponent, PoseHeaderDimensions
+from pose_format.utils.reader import BufferReader, ConstStructs
 
 from engines.canonical import canonical_to_image, image_to_canonical, image_to_canonical_fixed
 from engines.errors import PoseFormatError
@@ -57,6 +58,28 @@ class MediaPipeDepth:
 
 
 LEXICON_DEPTH = MediaPipeDepth()
+
+
+def pose_seconds(path: str | Path) -> float:
+    """A `.pose` file's duration, from its header and frame count alone (the frames are not parsed)."""
+    path = Path(path)
+    try:
+        reader = BufferReader(path.read_bytes())
+        header = PoseHeader.read(reader)
+        if header.version >= 0.2:
+            fps, frames = reader.unpack(ConstStructs.float), reader.unpack(ConstStructs.uint)
+        else:  # v0.1 stores the count as a ushort that can overflow: pose-format counts the bytes too
+            fps, _ = reader.unpack(ConstStructs.double_ushort)
+            people = reader.unpack(ConstStructs.ushort)
+            points = sum(len(c.points) for c in header.components)
+            frames = reader.bytes_left() // (people * points * (header.num_dims() + 1) * 4)
+    except FileNotFoundError:
+        raise PoseFormatError(path, None, "no such file") from None
+    except Exception as exc:  # pose-format raises assorted errors on a bad buffer
+        raise PoseFormatError(path, "header", f"not a readable .pose file ({type(exc).__name__}: {exc})") from None
+    if not fps > 0:
+        raise PoseFormatError(path, "header", f"fps must be positive, got {fps}")
+    return frames / fps
 
 
 def read_pose(path: str | Path, depth: MediaPipeDepth = LEXICON_DEPTH) -> PoseSequence:
