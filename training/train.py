@@ -74,7 +74,7 @@ class TrainSection:
     # error is not hidden by the arm's (fingerspelling errors are mostly wrong handshapes). 0: off.
     handshape_weight: float = 0.0
     # A hand point missing (all zero, the .skels policy) from a hand that is otherwise seen is a tracking
-    # hole, not a place: left out of the loss instead of teaching fingers to fly to the neck (gss: 12 %
+    # hole, not a place: left out of the loss instead of teaching fingers to fly to the neck (gss: 11 %
     # of its hand frames). A hand missing whole stays a target (the model learns to leave it out).
     mask_hand_holes: bool = False
     log_every: int = 25

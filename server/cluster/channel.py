@@ -33,8 +33,8 @@ from server.transports.channels import _REPLIES, Channel, Channels, Member
 from server.cluster import wire
 from server.cluster.bus import BusDown
 from server.cluster.lease import Lease
-from server.protocol import (Caption, ClientMessage, Flush, Message, PoseFrame, ProtocolError, RotationFrame, ServerMessage,
-                             error_message, parse_client_message)
+from server.protocol import (Caption, ClientMessage, Flush, Message, PoseFrame, ProtocolError, RotationFrame,
+                             ServerMessage, error_message, parse_client_message)
 from server.rotation_stream import RotationStream, rotation_rig
 from server.session import CLOSE_GOING_AWAY
 from server.transports.video import RGB, VideoRenderer, ViewerTrack
