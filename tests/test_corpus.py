@@ -126,6 +126,7 @@ def test_repair_fills_short_gaps_only(lexicon_dir):
 
 
 def test_a_letter_recording_that_is_not_a_letter_is_left_out(alphabets, lexicon_dir, tmp_path):
+    from engines.errors import PoseFormatError
     from engines.formats.posefile import pose_seconds, read_pose
     from engines.lexicon import CannotSpell, load_alphabets, pack_alphabets
 
@@ -140,6 +141,11 @@ def test_a_letter_recording_that_is_not_a_letter_is_left_out(alphabets, lexicon_
     # The duration comes from the header and frame count alone: the same as reading every frame.
     alpha = read_pose(gss.letters["α"].path)
     assert pose_seconds(gss.letters["α"].path) == pytest.approx(len(alpha) / alpha.fps)
+    not_pose = tmp_path / "letter.pose"
+    not_pose.write_bytes(b"not a pose file")
+    with pytest.raises(PoseFormatError) as info:
+        pose_seconds(not_pose)
+    assert info.value.code == "bad_pose_file" and "letter.pose" in str(info.value)
     # Packed letters (an engine's letters.npz) keep what was left out, and why.
     packed = load_alphabets(pack_alphabets({"gss": gss}, tmp_path / "letters.npz"))
     assert packed["gss"].left_out == gss.left_out and "ο" not in packed["gss"].letters

@@ -13,6 +13,7 @@ and may ignore it; `read_pose_and_face` returns it, (T, len(CHANNELS)) in `CHANN
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -60,19 +61,26 @@ class MediaPipeDepth:
 LEXICON_DEPTH = MediaPipeDepth()
 
 
-def pose_seconds(path: str | Path) -> float:
-    """A `.pose` file's duration, from its header and frame count alone (the frames are not parsed)."""
-    path = Path(path)
+_HEADER_BYTES = 1 << 16  # a MediaPipe Holistic header is ~15 kB: the count follows it
+
+
+@lru_cache(maxsize=4096)
+def pose_seconds(path: Path) -> float:
+    """A `.pose` file's duration from its header and frame count alone: the frames are neither read
+    nor parsed (a file of format 0.1, whose count can overflow, is read whole)."""
     try:
-        reader = BufferReader(path.read_bytes())
-        header = PoseHeader.read(reader)
-        if header.version >= 0.2:
-            fps, frames = reader.unpack(ConstStructs.float), reader.unpack(ConstStructs.uint)
-        else:  # v0.1 stores the count as a ushort that can overflow: pose-format counts the bytes too
-            fps, _ = reader.unpack(ConstStructs.double_ushort)
-            people = reader.unpack(ConstStructs.ushort)
-            points = sum(len(c.points) for c in header.components)
-            frames = reader.bytes_left() // (people * points * (header.num_dims() + 1) * 4)
+        with open(path, "rb") as f:
+            head = f.read(_HEADER_BYTES)
+        try:
+            reader = BufferReader(head)
+            header = PoseHeader.read(reader)
+        except Exception:  # a longer header than most (or not a .pose file): the whole file says which
+            reader = BufferReader(path.read_bytes())
+            header = PoseHeader.read(reader)
+        if header.version < 0.2:
+            pose = Pose.read(path.read_bytes())
+            return len(pose.body.data) / pose.body.fps
+        fps, frames = reader.unpack(ConstStructs.float), reader.unpack(ConstStructs.uint)
     except FileNotFoundError:
         raise PoseFormatError(path, None, "no such file") from None
     except Exception as exc:  # pose-format raises assorted errors on a bad buffer

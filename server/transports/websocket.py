@@ -296,9 +296,9 @@ class _Member:
     def put(self, msg: ServerMessage) -> None:
         if isinstance(msg, Message) and msg.type == "ready":  # the format (and frames) this client reads
             extra = self._ready_rotations() if self.wants_rotations and self._ready_rotations else {}
-            msg = Message("ready", {**msg.fields, "format": self.format, **extra})
             if self.frames == "none":
-                msg.fields["frames"] = "none"
+                extra = {"frames": "none"}
+            msg = Message("ready", {**msg.fields, "format": self.format, **extra})
         self.outbox.put(msg)
 
     def end(self, code: int) -> None:
