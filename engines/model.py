@@ -355,8 +355,8 @@ class SignLLM(nn.Module):
         B = tokens.shape[0]
         frame = self.bos(B, tokens.device)
         outs: list[Tensor] = []
-        length = torch.full((B,), max_frames, dtype=torch.long)
-        done = torch.zeros(B, dtype=torch.bool)
+        length = torch.full((B,), max_frames, dtype=torch.long, device=tokens.device)
+        done = torch.zeros(B, dtype=torch.bool, device=tokens.device)
         for t in range(max_frames):
             previous = frame[:, FRAME_VALUES]
             frame, cache = self.step(frame, mem, cache)
@@ -386,7 +386,7 @@ def save_model(folder: str | Path, model: SignLLM, half: bool = False) -> None:
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    state = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
+    state = {k: (v.half() if half and v.is_floating_point() else v).contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(state, str(folder / WEIGHTS))
     (folder / CONFIG).write_text(json.dumps(asdict(model.cfg), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 

@@ -149,3 +149,33 @@ def test_a_letter_recording_that_is_not_a_letter_is_left_out(alphabets, lexicon_
     # Packed letters (an engine's letters.npz) keep what was left out, and why.
     packed = load_alphabets(pack_alphabets({"gss": gss}, tmp_path / "letters.npz"))
     assert packed["gss"].left_out == gss.left_out and "ο" not in packed["gss"].letters
+
+
+def test_respell_rebuilds_a_corpus_from_its_word_lists_and_packed_letters(small_corpus, alphabets, tmp_path):
+    """What a GPU box without the recordings or wordfreq does: word lists (1 MB) + letters.npz → the corpus."""
+    import shutil
+
+    from engines.lexicon import pack_alphabets
+
+    words = tmp_path / "words"
+    for lang in ("ase", "fsl", "gsg"):
+        (words / lang).mkdir(parents=True)
+        for split in SPLITS:
+            shutil.copy(small_corpus / lang / f"{split}.text", words / lang)
+    shutil.copy(small_corpus / "manifest.json", words)
+    letters = pack_alphabets({k: alphabets[k] for k in ("ase", "fsl", "gsg")}, tmp_path / "letters.npz")
+    cli = [sys.executable, "-m", "server.cli", "data", "respell"]
+    run = subprocess.run(cli + [str(words), "--letters", str(letters), "--out", str(tmp_path / "again"), "--splits", "train,dev"],
+                         capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    for lang in ("ase", "gsg"):
+        a, b = read_split(small_corpus / lang, "dev"), read_split(tmp_path / "again" / lang, "dev")
+        assert [r.gloss for r in a] == [r.gloss for r in b] and a
+        for x, y in zip(a, b):
+            assert len(x.sequence) == len(y.sequence)
+            assert np.allclose(x.sequence.frames, y.sequence.frames, atol=1e-3)  # float16 storage of the letters
+    assert not (tmp_path / "again" / "ase" / "test.skels").exists()
+    # A word list that another alphabet spelled is refused, not silently re-spelled.
+    (words / "ase" / "train.gloss").write_text("<ase> FS:X-Y\n" * 500)
+    bad = subprocess.run(cli + [str(words), "--letters", str(letters), "--out", str(tmp_path / "bad")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "another alphabet" in bad.stderr

@@ -20,7 +20,7 @@ from server.config import ConfigError
 from training.dtw import cut_at_counter, dtw_cost, dtw_mje
 from training.plc import PriorityChannel, keypoint_quality, rloo_advantages
 from engines.skeleton import LEFT_HAND, RIGHT_HAND
-from training.train import (Example, encode_batch, fit_normalisation, hand_holes, handshape_error, load_train_config,
+from training.train import (Example, train, encode_batch, fit_normalisation, hand_holes, handshape_error, load_train_config,
                             pad_steps,
                             regression_loss, rl_loss, self_fed_inputs, teacher_inputs)
 
@@ -234,6 +234,7 @@ def test_hand_holes_are_left_out_of_the_loss_and_a_missing_hand_is_not() -> None
     ("[rl]\nenabled = true\nsamples = 1\n", "'rl.samples' must be at least 2"),
     ("[augment]\nself_feed = 1.5\n", "'augment.self_feed' must be between 0 and 1"),
     ("[train]\nhandshape_weight = -1.0\n", "'train.handshape_weight' must not be negative"),
+    ("[train]\ndevice = 'gpu'\n", "'train.device' must be 'cpu' or 'cuda"),
     ("[train\n", "not valid TOML"),
 ])
 def test_bad_config_is_a_clear_error(tmp_path, body: str, message: str) -> None:
@@ -326,3 +327,32 @@ def test_reader_reward_needs_its_judge(tmp_path) -> None:
     path.write_text("[rl]\nreward = \"bleu\"\n")
     with pytest.raises(ConfigError, match="'rl.reward' must be 'dtw' or 'reader'"):
         load_train_config(path)
+
+
+def _wall_budget_config(tmp_path, corpus, device: str) -> Path:
+    path = tmp_path / f"{device.replace(':', '')}.toml"
+    path.write_text(f'[data]\ncorpus = "{corpus}"\n[model]\nd_model = 32\nn_heads = 2\nenc_layers = 1\ndec_layers = 2\n'
+                    f'd_ff = 32\n[train]\nbatch_size = 4\neval_every = 1000\neval_items = 2\nmax_frames = 40\n'
+                    f'budget_wall_minutes = 0.02\ndevice = "{device}"\n[augment]\nfuture = 2\n')
+    return path
+
+
+def test_a_wall_clock_budget_stops_the_run(tmp_path, synthetic_corpus) -> None:
+    summary = train(_wall_budget_config(tmp_path, synthetic_corpus, "cpu"), tmp_path / "run", progress=False)
+    # Stopped by the 1.2 s budget (max_steps is a million), within one step of it.
+    assert 0 < summary["steps"] < 1_000_000 and 1.2 <= summary["wall_s"] < 1.2 + 5
+    assert summary["best_dev_dtw"] < float("inf")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (training on a GPU: train.device)")
+def test_training_on_a_gpu_saves_a_checkpoint_the_cpu_loads(tmp_path, synthetic_corpus) -> None:
+    from engines.model import load_model
+
+    summary = train(_wall_budget_config(tmp_path, synthetic_corpus, "cuda"), tmp_path / "run", progress=False)
+    assert summary["steps"] > 0
+    model = load_model(tmp_path / "run" / "best")  # saved on the CPU side: no map_location needed
+    assert next(model.parameters()).device.type == "cpu"
+    # Resume on the GPU from state.pt.
+    config = tmp_path / "cuda.toml"
+    config.write_text(config.read_text().replace("budget_wall_minutes = 0.02", "budget_wall_minutes = 0.04"))
+    assert train(config, tmp_path / "run", progress=False)["steps"] > summary["steps"]

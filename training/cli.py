@@ -60,6 +60,23 @@ def data_build(
     console.print(f"totals {manifest['totals']} in {manifest['build_seconds']} s → {out}")
 
 
+@data_app.command("respell")
+def data_respell(
+    source: Path = typer.Argument(..., help="a built corpus, or its word lists alone (manifest.json, <lang>/<split>.text)"),
+    out: Path = typer.Option(..., "--out", help="output folder"),
+    letters: Path = typer.Option(Path("engines/default/letters.npz"), "--letters", help="packed letters file"),
+    splits: str = typer.Option("train,dev,test", "--splits", help="comma-separated splits to rebuild"),
+) -> None:
+    """Rebuild a corpus from its word lists and an engine's packed letters (no recordings or wordfreq needed)."""
+    from training.corpus import respell_corpus
+
+    try:
+        manifest = respell_corpus(source, letters, out, tuple(x.strip() for x in splits.split(",") if x.strip()))
+    except (OSError, ValueError, KeyError, SignStreamError) as exc:
+        fail(exc)
+    typer.echo(f"totals {manifest['totals']} → {out}")
+
+
 @data_app.command("preview")
 def data_preview(
     file: Path = typer.Argument(..., help=".pose file, or .skels file (see --index)"),

@@ -69,6 +69,10 @@ class TrainSection:
     grad_clip: float = 1.0
     max_steps: int = 1_000_000
     budget_cpu_minutes: float = 0.0  # stop after this much process CPU time (0: no limit)
+    # Stop after this much wall time of training steps (0: no limit); on a GPU, where process CPU time
+    # says little, use this one. With both set, the first reached stops the run and shapes the schedule.
+    budget_wall_minutes: float = 0.0
+    device: str = "cpu"  # torch device for training ("cuda", "cuda:1"); checkpoints are saved for the CPU
     counter_weight: float = 1.0
     # Extra loss on handshape: each hand's points relative to its own wrist point, so a finger's
     # error is not hidden by the arm's (fingerspelling errors are mostly wrong handshapes). 0: off.
@@ -143,6 +147,8 @@ def load_train_config(path: str | Path) -> TrainConfig:
         problems.append("'augment.future' must be at least 1")
     if not 0.0 <= cfg.augment.self_feed <= 1.0:
         problems.append(f"'augment.self_feed' must be between 0 and 1, got {cfg.augment.self_feed}")
+    if not (cfg.train.device == "cpu" or cfg.train.device.split(":")[0] == "cuda"):
+        problems.append(f"'train.device' must be 'cpu' or 'cuda[:N]', got {cfg.train.device!r}")
     if cfg.train.handshape_weight < 0:
         problems.append(f"'train.handshape_weight' must not be negative, got {cfg.train.handshape_weight}")
     if cfg.rl.enabled and cfg.rl.samples < 2:
@@ -397,9 +403,10 @@ def rl_loss(model: SignLLM, tokens: torch.Tensor, lang: torch.Tensor, examples: 
     cap = int(1.5 * max(len(e.steps) for e in examples)) + 10  # a training-time cap; inference knows no reference
     rollouts = model.generate(tok, lng, max_frames=cap, noise_std=policy_std)
     model.train(was_training)
+    rollouts = [r.cpu() for r in rollouts]
     rewards = reward([examples[i // samples] for i in range(len(rollouts))], [r.numpy() for r in rollouts])
-    adv = torch.from_numpy(rloo_advantages(rewards.reshape(-1, samples)).reshape(-1)).float()
-    actions, mask = pad_steps([r.numpy() for r in rollouts])
+    adv = torch.from_numpy(rloo_advantages(rewards.reshape(-1, samples)).reshape(-1)).float().to(tokens.device)
+    actions, mask = (t.to(tokens.device) for t in pad_steps([r.numpy() for r in rollouts]))
     pred = model(tok, lng, teacher_inputs(model, actions))[:, :, 0]
     # log π per value and per frame (up to a constant), so its scale does not grow with 151 values × T frames.
     logp = -((model.normalise(actions, lng) - pred) ** 2).mean(-1) / (2 * policy_std**2)
@@ -410,10 +417,11 @@ def rl_loss(model: SignLLM, tokens: torch.Tensor, lang: torch.Tensor, examples: 
 # --- evaluation during training -------------------------------------------------------------
 
 
-def encode_batch(tokenizer: Tokenizer, languages: list[str], examples: list[Example]) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_batch(tokenizer: Tokenizer, languages: list[str], examples: list[Example],
+                 device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
     tokens = pad_tokens([tokenizer.encode(e.gloss) for e in examples])
     lang = torch.tensor([languages.index(e.language) for e in examples], dtype=torch.long)
-    return tokens, lang
+    return tokens.to(device), lang.to(device)
 
 
 @torch.no_grad()
@@ -425,8 +433,8 @@ def decode(model: SignLLM, tokenizer: Tokenizer, languages: list[str], examples:
     out = []
     for i in range(0, len(examples), batch):
         part = examples[i : i + batch]
-        tokens, lang = encode_batch(tokenizer, languages, part)
-        out += [hyp.numpy() for hyp in model.generate(tokens, lang, max_frames=max_frames)]
+        tokens, lang = encode_batch(tokenizer, languages, part, next(model.parameters()).device)
+        out += [hyp.cpu().numpy() for hyp in model.generate(tokens, lang, max_frames=max_frames)]
     model.train(was_training)
     return out
 
@@ -496,13 +504,14 @@ def train(config_path: str | Path, out: str | Path, resume: bool = True, progres
         if model.cfg.languages != languages:
             raise ConfigError(f"train.init: {cfg.train.init} was trained on languages {model.cfg.languages}, "
                               f"the corpus has {languages}")
-        model.train()
     else:
         m = cfg.model
         model = SignLLM(ModelConfig(vocab_size=tokenizer.vocab_size, languages=languages, d_model=m.d_model,
                                     n_heads=m.n_heads, enc_layers=m.enc_layers, dec_layers=m.dec_layers, d_ff=m.d_ff,
                                     mlsf=m.mlsf, future=cfg.augment.future, dropout=m.dropout))
     fit_normalisation(model, train_set)
+    device = torch.device(cfg.train.device)
+    model.to(device).train()
     reward_fn: Reward = ReaderReward(cfg.rl.judge) if cfg.rl.enabled and cfg.rl.reward == "reader" else dtw_reward
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and not n.startswith("tok.")]
     other = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and not n.startswith("tok."))]
@@ -514,11 +523,11 @@ def train(config_path: str | Path, out: str | Path, resume: bool = True, progres
     step, cpu_used, wall_used = 0, 0.0, 0.0
     best, reached = float("inf"), None
     if resuming:
-        state = torch.load(state_path, weights_only=False)
+        state = torch.load(state_path, weights_only=False, map_location=device)
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         channel.load_state(state["channel"])
-        torch.set_rng_state(state["torch_rng"])
+        torch.set_rng_state(state["torch_rng"].cpu())  # map_location moved it with the rest
         step, cpu_used, wall_used = state["step"], state["cpu_s"], state["wall_s"]
         best, reached = state["best"], state["reached"]
         log(f"resumed at step {step}")
@@ -537,32 +546,38 @@ def train(config_path: str | Path, out: str | Path, resume: bool = True, progres
         (out / "state.tmp").replace(state_path)
 
     # Budgets and "time to reach" count training steps only, not the periodic dev decoding.
-    budget_s = cfg.train.budget_cpu_minutes * 60
+    cpu_budget_s, wall_budget_s = cfg.train.budget_cpu_minutes * 60, cfg.train.budget_wall_minutes * 60
+
+    def done_share() -> float:
+        """How far through the run: the larger share of a set budget, else of max_steps."""
+        shares = [used / budget for used, budget in ((cpu_used, cpu_budget_s), (wall_used, wall_budget_s)) if budget]
+        return max(shares) if shares else step / cfg.train.max_steps
+
     bar = None
     if progress:
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
         bar = Progress(TextColumn("[bold]train"), BarColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
         bar.start()
-        task = bar.add_task("", total=budget_s if budget_s else cfg.train.max_steps)
+        task = bar.add_task("", total=1.0)
     model.train()
     running, reward = [], None
     try:
-        while step < cfg.train.max_steps and not (budget_s and cpu_used >= budget_s):
+        while step < cfg.train.max_steps and done_share() < 1.0:
             cpu0, wall0 = time.process_time(), time.perf_counter()
-            # Linear warm-up, then cosine decay to a tenth over the budget (CPU time, else steps).
-            done = cpu_used / budget_s if budget_s else step / cfg.train.max_steps
+            # Linear warm-up, then cosine decay to a tenth over the budget (CPU or wall time, else steps).
+            done = done_share()
             lr = cfg.train.lr * min(1.0, (step + 1) / cfg.train.warmup_steps) * (0.1 + 0.45 * (1 + np.cos(np.pi * min(done, 1.0))))
             for group in opt.param_groups:
                 group["lr"] = lr
             idx, weights = channel.sample(cfg.train.batch_size)
             batch = [train_set[i] for i in idx]
-            tokens, lang = encode_batch(tokenizer, languages, batch)
-            targets, mask = pad_steps([e.steps for e in batch])
+            tokens, lang = encode_batch(tokenizer, languages, batch, device)
+            targets, mask = (t.to(device) for t in pad_steps([e.steps for e in batch]))
             per_example = regression_loss(model, tokens, lang, targets, mask, cfg.train.counter_weight,
                                           cfg.augment.gaussian_noise, cfg.augment.self_feed,
                                           cfg.train.handshape_weight, cfg.train.mask_hand_holes)
-            loss = (per_example * torch.from_numpy(weights)).mean()
+            loss = (per_example * torch.from_numpy(weights).to(device)).mean()
             if cfg.rl.enabled and step >= cfg.rl.start_step and step % cfg.rl.every == 0:
                 k = min(cfg.rl.prompts, len(batch))
                 rl, reward = rl_loss(model, tokens[:k], lang[:k], batch[:k], cfg.rl.samples, cfg.rl.policy_std,
@@ -572,11 +587,12 @@ def train(config_path: str | Path, out: str | Path, resume: bool = True, progres
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
             opt.step()
-            channel.update(idx, per_example.detach().numpy())
+            per_example = per_example.detach().cpu()  # (waits for the step on a GPU, so wall time is honest)
+            channel.update(idx, per_example.numpy())
             step += 1
             cpu_used += time.process_time() - cpu0
             wall_used += time.perf_counter() - wall0
-            running.append(float(per_example.detach().mean()))
+            running.append(float(per_example.mean()))
             record = None
             if step % cfg.train.log_every == 0:
                 record = {"step": step, "cpu_s": round(cpu_used, 1), "wall_s": round(wall_used, 1),
@@ -597,7 +613,7 @@ def train(config_path: str | Path, out: str | Path, resume: bool = True, progres
             if record is not None:
                 log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()), record)
             if bar is not None:
-                bar.update(task, completed=cpu_used if budget_s else step,
+                bar.update(task, completed=done_share(),
                            description=f"step {step} loss {running[-1] if running else 0:.4f} best dev DTW {best:.3f}")
     finally:
         if bar is not None:
