@@ -179,3 +179,6 @@ def test_respell_rebuilds_a_corpus_from_its_word_lists_and_packed_letters(small_
     (words / "ase" / "train.gloss").write_text("<ase> FS:X-Y\n" * 500)
     bad = subprocess.run(cli + [str(words), "--letters", str(letters), "--out", str(tmp_path / "bad")], capture_output=True, text=True)
     assert bad.returncode == 2 and "another alphabet" in bad.stderr
+    fewer = pack_alphabets({"ase": alphabets["ase"]}, tmp_path / "ase.npz")
+    bad = subprocess.run(cli + [str(words), "--letters", str(fewer), "--out", str(tmp_path / "bad")], capture_output=True, text=True)
+    assert bad.returncode == 2 and "has no alphabet for fsl, gsg" in bad.stderr

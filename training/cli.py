@@ -72,7 +72,7 @@ def data_respell(
 
     try:
         manifest = respell_corpus(source, letters, out, tuple(x.strip() for x in splits.split(",") if x.strip()))
-    except (OSError, ValueError, KeyError, SignStreamError) as exc:
+    except (OSError, ValueError, SignStreamError) as exc:
         fail(exc)
     typer.echo(f"totals {manifest['totals']} → {out}")
 

@@ -241,6 +241,9 @@ def respell_corpus(source: str | Path, letters: str | Path, out: str | Path, spl
     splits; points within float16 rounding (5e-4 shoulder widths) of a build from the recordings."""
     source, out = Path(source), Path(out)
     manifest = json.loads((source / "manifest.json").read_text(encoding="utf-8"))
+    missing = sorted(set(manifest["languages"]) - set(load_alphabets(letters)))
+    if missing:
+        raise ValueError(f"{letters} has no alphabet for {', '.join(missing)} (the corpus has {', '.join(manifest['languages'])})")
     jobs = [(source, Path(letters), out, lang, splits, manifest["fps"]) for lang in manifest["languages"]]
     out.mkdir(parents=True, exist_ok=True)
     workers = workers or min(len(jobs), os.cpu_count() or 1)
