@@ -15,6 +15,18 @@ class SignStreamError(Exception):
         super().__init__(message)
         self.message = message
 
+    def __reduce__(self):
+        # Rebuilt from its state, not by calling __init__: subclasses take other arguments than the
+        # message, and an error raised in a worker process must reach the parent with its code.
+        return _restore, (type(self), self.message, self.__dict__)
+
+
+def _restore(cls: type[SignStreamError], message: str, state: dict) -> SignStreamError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, message)
+    err.__dict__.update(state)
+    return err
+
 
 class PoseFormatError(SignStreamError):
     """A pose file is malformed. Names the file and, where known, the line or frame."""

@@ -175,8 +175,23 @@ def test_respell_rebuilds_a_corpus_from_its_word_lists_and_packed_letters(small_
             assert len(x.sequence) == len(y.sequence)
             assert np.allclose(x.sequence.frames, y.sequence.frames, atol=1e-3)  # float16 storage of the letters
     assert not (tmp_path / "again" / "ase" / "test.skels").exists()
+    # A word the letters cannot spell stops it with its code, also from a worker process.
+    from engines.lexicon import CannotSpell
+    from training.corpus import respell_corpus
+
+    (words / "gsg" / "dev.text").write_text("niño\n")
+    with pytest.raises(CannotSpell, match="no letter for 'ñ' in 'niño'") as info:
+        respell_corpus(words, letters, tmp_path / "pooled", ("dev",), workers=2)
+    assert info.value.code == "cannot_fingerspell" and info.value.missing == "ñ"
+    (words / "gsg" / "dev.text").write_text((small_corpus / "gsg" / "dev.text").read_text())
+    # As many gloss lines as words, or a clear error.
+    (words / "ase" / "dev.gloss").write_text("<ase> FS:T-H-E\n")
+    with pytest.raises(ValueError, match="1 lines for the .* words of dev.text"):
+        respell_corpus(words, letters, tmp_path / "short", ("dev",), workers=1)
+    (words / "ase" / "dev.gloss").unlink()
     # A word list that another alphabet spelled is refused, not silently re-spelled.
-    (words / "ase" / "train.gloss").write_text("<ase> FS:X-Y\n" * 500)
+    n = len((words / "ase" / "train.text").read_text().splitlines())
+    (words / "ase" / "train.gloss").write_text("<ase> FS:X-Y\n" * n)
     bad = subprocess.run(cli + [str(words), "--letters", str(letters), "--out", str(tmp_path / "bad")], capture_output=True, text=True)
     assert bad.returncode == 2 and "another alphabet" in bad.stderr
     fewer = pack_alphabets({"ase": alphabets["ase"]}, tmp_path / "ase.npz")

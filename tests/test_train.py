@@ -235,6 +235,7 @@ def test_hand_holes_are_left_out_of_the_loss_and_a_missing_hand_is_not() -> None
     ("[augment]\nself_feed = 1.5\n", "'augment.self_feed' must be between 0 and 1"),
     ("[train]\nhandshape_weight = -1.0\n", "'train.handshape_weight' must not be negative"),
     ("[train]\ndevice = 'gpu'\n", "'train.device' must be 'cpu' or 'cuda"),
+    ("[train]\ndevice = 'cuda:x'\n", "'train.device' must be 'cpu' or 'cuda"),
     ("[train\n", "not valid TOML"),
 ])
 def test_bad_config_is_a_clear_error(tmp_path, body: str, message: str) -> None:

@@ -64,14 +64,15 @@ def data_build(
 def data_respell(
     source: Path = typer.Argument(..., help="a built corpus, or its word lists alone (manifest.json, <lang>/<split>.text)"),
     out: Path = typer.Option(..., "--out", help="output folder"),
-    letters: Path = typer.Option(Path("engines/default/letters.npz"), "--letters", help="packed letters file"),
+    letters: Path = typer.Option(None, "--letters", help="packed letters file (default: the default engine's)"),
     splits: str = typer.Option("train,dev,test", "--splits", help="comma-separated splits to rebuild"),
 ) -> None:
     """Rebuild a corpus from its word lists and an engine's packed letters (no recordings or wordfreq needed)."""
+    from engines.typed_config import REPO_ROOT
     from training.corpus import respell_corpus
 
     try:
-        manifest = respell_corpus(source, letters, out, tuple(x.strip() for x in splits.split(",") if x.strip()))
+        manifest = respell_corpus(source, letters or REPO_ROOT / "engines/default/letters.npz", out, tuple(x.strip() for x in splits.split(",") if x.strip()))
     except (OSError, ValueError, SignStreamError) as exc:
         fail(exc)
     typer.echo(f"totals {manifest['totals']} → {out}")

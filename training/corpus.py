@@ -20,12 +20,12 @@ from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from engines.formats.posefile import LEXICON_DEPTH
 from engines.formats.prompt2sign import Record, write_split
 from engines.langgloss import format_gloss
-from engines.lexicon import Alphabet, CannotSpell, bundled_lexicon_dir, fingerspell, load_alphabets, repaired_recording
+from engines.lexicon import Alphabet, CannotSpell, Entry, bundled_lexicon_dir, fingerspell, load_alphabets, repaired_recording
 from engines.recording_repair import Repairs
 from engines.typed_config import DEFAULT_CONFIG, load_toml
 
@@ -117,6 +117,23 @@ class LanguageResult:
     letters_left_out: dict[str, str]  # letters whose recording is not a letter (Alphabet.left_out): why
 
 
+def spelled_record(alphabet: Alphabet, word: str, entries: list[Entry], fps: float) -> Record:
+    """A corpus record of `word` fingerspelled from its letter `entries` (Alphabet.spell)."""
+    return Record(f"{alphabet.signed_language}/{word}", word,
+                  format_gloss(alphabet.signed_language, [e.name for e in entries]), fingerspell(entries, fps))
+
+
+def each_language(work: Callable, jobs: list[tuple], workers: int | None = None) -> Iterator:
+    """work(job) for each job, in order: in a process pool of `workers` (default: one a core, at most
+    one a job), or in this process when that is one."""
+    workers = workers or min(len(jobs), os.cpu_count() or 1)
+    if workers <= 1:
+        yield from map(work, jobs)
+        return
+    with ProcessPoolExecutor(workers) as pool:
+        yield from pool.map(work, jobs)
+
+
 def build_language(alphabet: Alphabet, out: Path, words_per_lang: int, seed: int, fps: float,
                    scale: float = 1.0) -> LanguageResult:
     """Build and write one language's train/dev/test files."""
@@ -138,13 +155,11 @@ def build_language(alphabet: Alphabet, out: Path, words_per_lang: int, seed: int
             continue
         if not MIN_LETTERS <= len(entries) <= MAX_LETTERS:
             continue  # one-letter words and very long ones are not useful training units
-        seq = fingerspell(entries, fps)
-        name = f"{alphabet.signed_language}/{word}"
-        records[split_of(word, group, seed)].append(
-            Record(name, word, format_gloss(alphabet.signed_language, [e.name for e in entries]), seq))
+        record = spelled_record(alphabet, word, entries, fps)
+        records[split_of(word, group, seed)].append(record)
         kept += 1
-        frames += len(seq)
-        repaired += seq.repaired
+        frames += len(record.sequence)
+        repaired += record.sequence.repaired
     repairs = Repairs()
     for path in sorted({e.path for e in alphabet.letters.values() if e.recording is None}):
         repairs = repairs + repaired_recording(path)[1]
@@ -176,20 +191,11 @@ def build_corpus(out: str | Path, languages: list[str] | None = None, words_per_
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     jobs = [(lexicon_dir, lang, out, words_per_lang, seed, fps) for lang in languages]
-    workers = workers or min(len(jobs), os.cpu_count() or 1)
     results: dict[str, LanguageResult] = {}
-    if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            for res in pool.map(_build_one, jobs):
-                results[res.language] = res
-                if on_done:
-                    on_done(res)
-    else:
-        for job in jobs:
-            res = _build_one(job)
-            results[res.language] = res
-            if on_done:
-                on_done(res)
+    for res in each_language(_build_one, jobs, workers):
+        results[res.language] = res
+        if on_done:
+            on_done(res)
     manifest = {
         "format": "prompt2sign",
         "layout": "<lang>/<split>.{text,gloss,skels,files}",
@@ -220,14 +226,13 @@ def _respell_one(args: tuple) -> tuple[str, dict[str, int]]:
         words = (source / lang / f"{split}.text").read_text(encoding="utf-8").splitlines()
         glosses = source / lang / f"{split}.gloss"
         expected = glosses.read_text(encoding="utf-8").splitlines() if glosses.exists() else None
-        records = []
-        for i, word in enumerate(words):
-            entries = alphabet.spell(word)
-            gloss = format_gloss(lang, [e.name for e in entries])
-            if expected is not None and expected[i] != gloss:
-                raise ValueError(f"{source / lang / split}: {word!r} spells {gloss!r} with {letters}, "
-                                 f"the corpus has {expected[i]!r} (another alphabet)")
-            records.append(Record(f"{lang}/{word}", word, gloss, fingerspell(entries, fps)))
+        if expected is not None and len(expected) != len(words):
+            raise ValueError(f"{glosses}: {len(expected)} lines for the {len(words)} words of {split}.text")
+        records = [spelled_record(alphabet, word, alphabet.spell(word), fps) for word in words]
+        for record, gloss in zip(records, expected or []):
+            if record.gloss != gloss:
+                raise ValueError(f"{source / lang / split}: {record.text!r} spells {record.gloss!r} with {letters}, "
+                                 f"the corpus has {gloss!r} (another alphabet)")
         write_split(out / lang, split, records)
         counts[split] = len(records)
     return lang, counts
@@ -246,12 +251,7 @@ def respell_corpus(source: str | Path, letters: str | Path, out: str | Path, spl
         raise ValueError(f"{letters} has no alphabet for {', '.join(missing)} (the corpus has {', '.join(manifest['languages'])})")
     jobs = [(source, Path(letters), out, lang, splits, manifest["fps"]) for lang in manifest["languages"]]
     out.mkdir(parents=True, exist_ok=True)
-    workers = workers or min(len(jobs), os.cpu_count() or 1)
-    if workers > 1:
-        with ProcessPoolExecutor(workers) as pool:
-            counts = dict(pool.map(_respell_one, jobs))
-    else:
-        counts = dict(map(_respell_one, jobs))
+    counts = dict(each_language(_respell_one, jobs, workers))
     manifest["respelled"] = {"from": str(source), "letters": str(letters), "splits": list(splits)}
     manifest["totals"] = {s: sum(c[s] for c in counts.values()) for s in splits}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")

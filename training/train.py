@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -147,7 +148,7 @@ def load_train_config(path: str | Path) -> TrainConfig:
         problems.append("'augment.future' must be at least 1")
     if not 0.0 <= cfg.augment.self_feed <= 1.0:
         problems.append(f"'augment.self_feed' must be between 0 and 1, got {cfg.augment.self_feed}")
-    if not (cfg.train.device == "cpu" or cfg.train.device.split(":")[0] == "cuda"):
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", cfg.train.device):
         problems.append(f"'train.device' must be 'cpu' or 'cuda[:N]', got {cfg.train.device!r}")
     if cfg.train.handshape_weight < 0:
         problems.append(f"'train.handshape_weight' must not be negative, got {cfg.train.handshape_weight}")
